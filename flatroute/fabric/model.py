@@ -1,0 +1,231 @@
+"""Typed, frozen values of a validated fabric description (apiVersion flatroute.dev/v1).
+
+Nothing here parses; `flatroute.fabric.loader` turns YAML into these values and
+guarantees every cross-reference below resolves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+
+API_VERSION = "flatroute.dev/v1"
+KIND = "Fabric"
+
+
+class Platform(StrEnum):
+    FRR = "frr"
+    SONIC = "sonic"
+    EOS = "eos"
+    NXOS = "nxos"
+    JUNOS = "junos"
+
+
+class AsnMode(StrEnum):
+    PER_NODE = "per-node"
+    PER_RACK = "per-rack"
+    CLUSTER = "cluster"
+
+
+class EncapMode(StrEnum):
+    ENCAP = "encap"
+    ENCAP_RED = "encap.red"
+
+
+class Decap4(StrEnum):
+    END_DX4 = "End.DX4"
+    END_DT4 = "End.DT4"
+    END_DT46 = "End.DT46"
+
+
+class Decap6(StrEnum):
+    END_DT6 = "End.DT6"
+    END_DX6 = "End.DX6"
+    END_DT46 = "End.DT46"
+
+
+class SegmentScope(StrEnum):
+    NODE = "node"
+    SITE = "site"
+
+
+class NodeRole(StrEnum):
+    WORKER = "worker"
+    GATEWAY = "gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class AsnScheme:
+    mode: AsnMode
+    range_start: int = 0
+    range_end: int = 0
+    cluster_asn: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRef:
+    """Where the MD5 secret lives; the secret itself is never in the fabric."""
+
+    file: str | None = None
+    kubernetes_name: str | None = None
+    kubernetes_key: str | None = None
+
+    def describe(self) -> str:
+        if self.file:
+            return f"file {self.file}"
+        return f"Secret {self.kubernetes_name} key {self.kubernetes_key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Bfd:
+    enabled: bool = False
+    min_rx_ms: int = 300
+    min_tx_ms: int = 300
+    multiplier: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class BgpOptions:
+    hold_time: int = 9
+    keepalive: int = 3
+    graceful_restart: int = 120
+    md5: SecretRef | None = None
+    communities: tuple[str, ...] = ()
+    ipv4_over_ipv6: bool = False
+    bfd: Bfd = field(default_factory=Bfd)
+    max_prefixes: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class PodOptions:
+    ipv4_block_size: int = 26
+    ipv6_block_size: int = 122
+    mtu: int = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyMatch:
+    site: str | None = None
+    prefix: IPv4Network | IPv6Network | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Srv6Policy:
+    name: str
+    to: PolicyMatch
+    waypoints: tuple[str, ...]
+    from_site: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Srv6Options:
+    enabled: bool = False
+    encap_mode: EncapMode = EncapMode.ENCAP
+    decap_ipv4: Decap4 = Decap4.END_DX4
+    decap_ipv6: Decap6 = Decap6.END_DT6
+    scope: SegmentScope = SegmentScope.NODE
+    locator_length: int = 64
+    policies: tuple[Srv6Policy, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Peering:
+    """How a ToR meets its nodes: a server subnet (SVI) per family, or unnumbered."""
+
+    unnumbered: bool = False
+    ipv4: IPv4Interface | None = None
+    ipv6: IPv6Interface | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    """A ToR, spine or WAN router: the network team's side."""
+
+    name: str
+    asn: int
+    router_id: IPv4Address
+    platform: Platform
+    peering: Peering = field(default_factory=Peering)
+    locator: IPv6Network | None = None
+    ports: tuple[tuple[str, str], ...] = ()
+
+    def port_for(self, neighbor: str, default: str) -> str:
+        for name, port in self.ports:
+            if name == neighbor:
+                return port
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class Rack:
+    name: str
+    site: str
+    tors: tuple[Router, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Underlay:
+    ipv4: IPv4Network | None = None
+    ipv6: IPv6Network | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    name: str
+    ipv4_pools: tuple[IPv4Network, ...]
+    ipv6_pools: tuple[IPv6Network, ...]
+    locator_block: IPv6Network | None
+    underlay: Underlay
+    spines: tuple[Router, ...]
+    racks: tuple[Rack, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Uplink:
+    tor: str
+    ipv4: IPv4Address | None = None
+    ipv6: IPv6Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    rack: str
+    role: NodeRole = NodeRole.WORKER
+    uplinks: tuple[Uplink, ...] = ()
+    asn: int | None = None
+    ipv4_blocks: tuple[IPv4Network, ...] = ()
+    ipv6_blocks: tuple[IPv6Network, ...] = ()
+    router_id: IPv4Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fabric:
+    name: str
+    asn: AsnScheme
+    bgp: BgpOptions
+    pods: PodOptions
+    srv6: Srv6Options
+    wan_routers: tuple[Router, ...]
+    sites: tuple[Site, ...]
+    nodes: tuple[Node, ...]
+    source: str = "<fabric>"
+
+    # Lookups are cheap enough to compute on demand; the model stays a plain value.
+    def site(self, name: str) -> Site:
+        for s in self.sites:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def racks(self) -> dict[str, Rack]:
+        return {r.name: r for s in self.sites for r in s.racks}
+
+    def routers(self) -> dict[str, Router]:
+        out = {r.name: r for r in self.wan_routers}
+        for s in self.sites:
+            out.update({r.name: r for r in s.spines})
+            for rack in s.racks:
+                out.update({t.name: t for t in rack.tors})
+        return out

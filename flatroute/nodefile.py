@@ -1,0 +1,118 @@
+"""The node file: what the speaker tells the CNI plugin about its node.
+
+Written by the speaker (atomically), read by `flatroute-cni` on every ADD. It is JSON so the
+plugin can read it with the standard library alone. Default path: /run/flatroute/node.json.
+
+    {
+      "version": 1,
+      "node": "tk-node1",
+      "podBlocks": {"ipv4": ["10.244.0.0/26"], "ipv6": ["fd00:10:244::/122"]},
+      "gateway": {"ipv4": "169.254.1.1", "ipv6": "fe80::1"},
+      "mtu": 1500,
+      "routeProtocol": 70
+    }
+
+This module must stay import-light (stdlib only): the CNI plugin imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+
+DEFAULT_PATH = "/run/flatroute/node.json"
+VERSION = 1
+GATEWAY_V4 = "169.254.1.1"
+GATEWAY_V6 = "fe80::1"
+
+
+class NodeFileError(Exception):
+    """The node file is missing or malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFile:
+    node: str
+    ipv4_blocks: tuple[str, ...]
+    ipv6_blocks: tuple[str, ...]
+    mtu: int = 1500
+    gateway_v4: str = GATEWAY_V4
+    gateway_v6: str = GATEWAY_V6
+    route_protocol: int = 70
+
+    def to_json(self) -> str:
+        doc = {
+            "version": VERSION,
+            "node": self.node,
+            "podBlocks": {"ipv4": list(self.ipv4_blocks), "ipv6": list(self.ipv6_blocks)},
+            "gateway": {"ipv4": self.gateway_v4, "ipv6": self.gateway_v6},
+            "mtu": self.mtu,
+            "routeProtocol": self.route_protocol,
+        }
+        return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def parse(text: str, source: str = DEFAULT_PATH) -> NodeFile:
+    try:
+        doc = json.loads(text)
+        if doc.get("version") != VERSION:
+            raise NodeFileError(f"{source}: unsupported version {doc.get('version')!r}")
+        blocks = doc.get("podBlocks") or {}
+        gw = doc.get("gateway") or {}
+        return NodeFile(
+            node=str(doc["node"]),
+            ipv4_blocks=tuple(str(b) for b in blocks.get("ipv4") or ()),
+            ipv6_blocks=tuple(str(b) for b in blocks.get("ipv6") or ()),
+            mtu=int(doc.get("mtu", 1500)),
+            gateway_v4=str(gw.get("ipv4", GATEWAY_V4)),
+            gateway_v6=str(gw.get("ipv6", GATEWAY_V6)),
+            route_protocol=int(doc.get("routeProtocol", 70)),
+        )
+    except NodeFileError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise NodeFileError(f"{source}: malformed node file: {exc}") from exc
+
+
+def read(path: str = DEFAULT_PATH) -> NodeFile:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return parse(fh.read(), path)
+    except FileNotFoundError as exc:
+        raise NodeFileError(f"{path}: no node file (is the speaker running?)") from exc
+    except OSError as exc:
+        raise NodeFileError(f"{path}: cannot read node file: {exc.strerror}") from exc
+
+
+def write_atomic(path: str, text: str) -> bool:
+    """Write text to path via a temporary file and rename; return False if unchanged."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if fh.read() == text:
+                return False
+    except OSError:
+        pass
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
+    return True
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True
