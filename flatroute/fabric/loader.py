@@ -279,7 +279,7 @@ class _FabricParser:
         plat = r.get(m, "platform", p, r.choice(["frr", "sonic", "eos", "nxos", "junos"]),
                      default="frr")
         loc = r.get(m, "locator", p, r.net6)
-        ports = r.mapping(m.get("ports", {}) if m else None, f"{p}.ports", set())
+        ports = r.mapping(m.get("ports", {}) if m else None, f"{p}.ports", None)
         peer = Peering()
         if peering:
             peer = self._peering(m.get("peering") if m else None, f"{p}.peering")
@@ -358,7 +358,7 @@ class _FabricParser:
         rack = r.get(m, "rack", p, r.name, required=True)
         role = r.get(m, "role", p, r.choice([x.value for x in NodeRole]), default="worker")
         uplinks: list[Uplink] = []
-        ups = r.mapping(m.get("uplinks", {}) if m else None, f"{p}.uplinks", set())
+        ups = r.mapping(m.get("uplinks", {}) if m else None, f"{p}.uplinks", None)
         for tor, addrs in (ups or {}).items():
             up = f"{p}.uplinks.{tor}"
             am = r.mapping(addrs if addrs is not None else {}, up, {"ipv4", "ipv6"})

@@ -26,13 +26,15 @@ class Reader:
         self.errors.append(field_error(self.source, path, message, *value))
 
     # -- mappings ---------------------------------------------------------------------------
-    def mapping(self, value: Any, path: str, allowed: set[str]) -> dict[str, Any] | None:
-        """Check that value is a mapping whose keys are all in `allowed`."""
+    def mapping(
+        self, value: Any, path: str, allowed: set[str] | None
+    ) -> dict[str, Any] | None:
+        """Check that value is a mapping whose keys are all in `allowed` (None: any key)."""
         if not isinstance(value, dict):
             self.error(path or "(top)", "must be a mapping", value)
             return None
         for key in value:
-            if key not in allowed:
+            if allowed is not None and key not in allowed:
                 where = f"{path}.{key}" if path else str(key)
                 hint = ", ".join(sorted(allowed))
                 self.error(where, f"unknown key (expected one of: {hint})")

@@ -1,0 +1,131 @@
+"""Address, ASN and locator allocation over integer address space.
+
+Allocation is first-free-from-the-start over each pool, after every address the ledger or a
+pin already holds is claimed; so what was handed out is never handed out again, and adding or
+removing a node never moves another node's allocation.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+
+Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=None)
+def parse_net(text: str) -> Net:
+    """Parse (and remember) a prefix from the ledger; raises ValueError if malformed."""
+    return ipaddress.ip_network(text)
+
+
+@lru_cache(maxsize=None)
+def parse_addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
+
+
+class BlockPool:
+    """Fixed-size blocks carved from an ordered list of pools of one address family."""
+
+    def __init__(self, pools: Iterable[Net], prefixlen: int, *, skip_first: int = 0) -> None:
+        self.pools = tuple(pools)
+        self.prefixlen = prefixlen
+        self.used: set[int] = set()
+        self.skip_first = skip_first
+        self._cursor = 0  # index into the virtual concatenation of all pools' blocks
+
+    def contains(self, net: Net) -> bool:
+        return net.prefixlen == self.prefixlen and any(
+            net.version == p.version and net.subnet_of(p)  # type: ignore[arg-type]
+            for p in self.pools
+        )
+
+    def claim(self, net: Net) -> bool:
+        """Mark a block as taken; return False if it already was."""
+        key = int(net.network_address)
+        if key in self.used:
+            return False
+        self.used.add(key)
+        return True
+
+    def allocate(self) -> Net | None:
+        """The first free block, or None when every pool is full."""
+        for index, start, version in self._blocks_from(self._cursor):
+            if index < self.skip_first:
+                continue
+            if start not in self.used:
+                self.used.add(start)
+                self._cursor = index + 1
+                cls = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+                return cls((start, self.prefixlen))
+        self._cursor = 1 << 62
+        return None
+
+    def _blocks_from(self, cursor: int) -> Iterator[tuple[int, int, int]]:
+        index = 0
+        for pool in self.pools:
+            count = 1 << (self.prefixlen - pool.prefixlen)
+            if index + count <= cursor:
+                index += count
+                continue
+            step = 1 << (pool.max_prefixlen - self.prefixlen)
+            base = int(pool.network_address)
+            first = max(0, cursor - index)
+            for i in range(first, count):
+                yield index + i, base + i * step, pool.version
+            index += count
+
+
+class NumberPool:
+    """Integers from an inclusive range (ASNs)."""
+
+    def __init__(self, start: int, end: int, reserved: Iterable[int] = ()) -> None:
+        self.start, self.end = start, end
+        self.used: set[int] = set(reserved)
+        self._next = start
+
+    def claim(self, value: int) -> bool:
+        if value in self.used:
+            return False
+        self.used.add(value)
+        return True
+
+    def allocate(self) -> int | None:
+        value = self._next
+        while value <= self.end:
+            if value not in self.used:
+                self.used.add(value)
+                self._next = value + 1
+                return value
+            value += 1
+        self._next = value
+        return None
+
+
+class HostPool:
+    """Host addresses of one subnet (node uplink addresses on a ToR's server subnet)."""
+
+    def __init__(self, subnet: Net, reserved: Iterable[int] = ()) -> None:
+        self.subnet = subnet
+        self.used: set[int] = set(reserved)
+        self.used.add(int(subnet.network_address))
+        if subnet.version == 4 and subnet.prefixlen < 31:
+            self.used.add(int(subnet.broadcast_address))
+
+    def claim(self, value: int) -> bool:
+        if value in self.used:
+            return False
+        self.used.add(value)
+        return True
+
+    def allocate(self) -> int | None:
+        first = int(self.subnet.network_address)
+        last = int(self.subnet.broadcast_address)
+        value = first + 1
+        while value <= last:
+            if value not in self.used:
+                self.used.add(value)
+                return value
+            value += 1
+        return None

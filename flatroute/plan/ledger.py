@@ -1,0 +1,86 @@
+"""The allocation ledger on disk: JSON, sorted, round-trips exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flatroute.errors import InvalidInput, field_error
+from flatroute.nodefile import write_atomic
+from flatroute.plan.model import Ledger, LedgerEntry
+
+LEDGER_VERSION = 1
+
+
+def ledger_to_doc(ledger: Ledger) -> dict[str, Any]:
+    nodes: dict[str, Any] = {}
+    for name in sorted(ledger.nodes):
+        e = ledger.nodes[name]
+        entry: dict[str, Any] = {
+            "asn": e.asn,
+            "ipv4Blocks": list(e.ipv4_blocks),
+            "ipv6Blocks": list(e.ipv6_blocks),
+            "locator": e.locator,
+            "uplinks": [{"tor": t, "ipv4": v4, "ipv6": v6} for t, v4, v6 in e.uplinks],
+        }
+        if e.retired_at:
+            entry["retiredAt"] = e.retired_at
+        nodes[name] = entry
+    return {"version": LEDGER_VERSION, "nodes": nodes,
+            "racks": {k: ledger.racks[k] for k in sorted(ledger.racks)}}
+
+
+def ledger_to_json(ledger: Ledger) -> str:
+    return json.dumps(ledger_to_doc(ledger), indent=2, sort_keys=True) + "\n"
+
+
+def ledger_from_doc(doc: Any, source: str = "<ledger>") -> Ledger:
+    try:
+        if doc.get("version") != LEDGER_VERSION:
+            raise ValueError(f"unsupported ledger version {doc.get('version')!r}")
+        nodes = {
+            str(name): LedgerEntry(
+                asn=e.get("asn"),
+                ipv4_blocks=tuple(e.get("ipv4Blocks") or ()),
+                ipv6_blocks=tuple(e.get("ipv6Blocks") or ()),
+                locator=e.get("locator"),
+                uplinks=tuple((u["tor"], u.get("ipv4"), u.get("ipv6"))
+                              for u in e.get("uplinks") or ()),
+                retired_at=e.get("retiredAt"),
+            )
+            for name, e in (doc.get("nodes") or {}).items()
+        }
+        racks = {str(k): int(v) for k, v in (doc.get("racks") or {}).items()}
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput([field_error(source, "", f"malformed ledger: {exc}")]) from exc
+    return Ledger(nodes, racks)
+
+
+def load_ledger(path: str | Path) -> Ledger:
+    p = Path(path)
+    if not p.exists():
+        return Ledger()
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput([field_error(str(p), "", f"cannot read ledger: {exc}")]) from exc
+    return ledger_from_doc(doc, str(p))
+
+
+def save_ledger(path: str | Path, ledger: Ledger) -> bool:
+    return write_atomic(str(path), ledger_to_json(ledger))
+
+
+def expire(ledger: Ledger, now: float, grace_seconds: float) -> Ledger:
+    """Free the allocations of nodes retired for longer than the grace period."""
+    from datetime import datetime
+
+    keep = {}
+    for name, e in ledger.nodes.items():
+        if e.retired_at is not None:
+            retired = datetime.fromisoformat(e.retired_at).timestamp()
+            if now - retired >= grace_seconds:
+                continue
+        keep[name] = e
+    return Ledger(keep, dict(ledger.racks))

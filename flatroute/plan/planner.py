@@ -1,0 +1,503 @@
+"""The planner: fabric + ledger (+ the previous plan) -> Plan. Pure and deterministic.
+
+Nodes are planned in name order. Allocations already in the ledger are claimed first, so a
+node keeps its ASN, blocks, locator and uplink addresses for life; new nodes take the first
+free ones. Nodes that left the fabric keep their allocations (marked retired) until the caller
+expires them after a grace period (`flatroute.plan.ledger.expire`).
+
+Re-planning reuses the previous plan's NodePlan for every node whose inputs did not change, so
+the work of a re-plan follows the size of the change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from ipaddress import IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+
+from flatroute.errors import InvalidInput, field_error
+from flatroute.fabric.model import (
+    AsnMode,
+    Fabric,
+    Node,
+    NodeRole,
+    Rack,
+    Router,
+    SegmentScope,
+    Site,
+)
+from flatroute.plan.alloc import BlockPool, HostPool, NumberPool, parse_addr, parse_net
+from flatroute.plan.model import (
+    FUNCTION,
+    Behavior,
+    BgpSettings,
+    Family,
+    Ledger,
+    LedgerEntry,
+    NodePlan,
+    PeerPlan,
+    Plan,
+    Prefix,
+    Problem,
+    Segment,
+    Sid,
+    SitePlan,
+    Srv6Settings,
+    UplinkPlan,
+)
+
+RETIRED_UNKNOWN = "1970-01-01T00:00:00+00:00"
+
+
+def plan(
+    fabric: Fabric,
+    ledger: Ledger | None = None,
+    previous: Plan | None = None,
+    now: str | None = None,
+) -> Plan:
+    """Compute the whole plan. `now` (ISO 8601) stamps nodes that just left the fabric."""
+    return _Planner(fabric, ledger or Ledger(), previous, now or RETIRED_UNKNOWN).run()
+
+
+class _Planner:
+    def __init__(self, fabric: Fabric, ledger: Ledger, previous: Plan | None, now: str) -> None:
+        self.f = fabric
+        self.ledger = ledger
+        self.previous = previous
+        self.now = now
+        self.racks: dict[str, Rack] = fabric.racks()
+        self.sites: dict[str, Site] = {s.name: s for s in fabric.sites}
+        self.problems: list[Problem] = []
+        self.routers = fabric.routers()
+        router_asns = {r.asn for r in self.routers.values()}
+        self.v4: dict[str, BlockPool] = {}
+        self.v6: dict[str, BlockPool] = {}
+        self.loc: dict[str, BlockPool] = {}
+        for s in fabric.sites:
+            self.v4[s.name] = BlockPool(s.ipv4_pools, fabric.pods.ipv4_block_size)
+            self.v6[s.name] = BlockPool(s.ipv6_pools, fabric.pods.ipv6_block_size)
+            loc_pools = (s.locator_block,) if s.locator_block else ()
+            # Locator 0 of each site block stays free for site-level (anycast) use.
+            self.loc[s.name] = BlockPool(loc_pools, fabric.srv6.locator_length, skip_first=1)
+        scheme = fabric.asn
+        self.asns = NumberPool(scheme.range_start, scheme.range_end, router_asns)
+        self.hosts: dict[tuple[str, int], HostPool] = {}
+        for rack in self.racks.values():
+            for tor in rack.tors:
+                for iface in (tor.peering.ipv4, tor.peering.ipv6):
+                    if iface is not None:
+                        self.hosts[(tor.name, iface.version)] = HostPool(
+                            iface.network, (int(iface.ip),))
+
+    # -- the run ------------------------------------------------------------------------------
+    def run(self) -> Plan:
+        f = self.f
+        nodes = sorted(f.nodes, key=lambda n: n.name)
+        present = {n.name for n in nodes}
+        self._claim_pins(nodes)
+        entries: dict[str, LedgerEntry] = {}
+        # Claim every allocation the ledger already holds, active or retired.
+        for name in sorted(self.ledger.nodes):
+            entry = self.ledger.nodes[name]
+            entries[name] = self._claim_entry(name, entry, name in present)
+        rack_asns = dict(self.ledger.racks)
+        if f.asn.mode is AsnMode.PER_RACK:
+            for asn in rack_asns.values():
+                self.asns.claim(asn)
+            for rack_name in sorted(self.racks):
+                if rack_name not in rack_asns:
+                    got = self.asns.allocate()
+                    if got is None:
+                        self.problems.append(Problem(rack_name, "ASN range exhausted "
+                                                     "(spec.asn.range)"))
+                    else:
+                        rack_asns[rack_name] = got
+        self.rack_asns = rack_asns
+        plans: list[NodePlan] = []
+        memo: dict[str, tuple[object, NodePlan]] = {}
+        prev_memo = self.previous.memo if self.previous else {}
+        for node in nodes:
+            entry = entries.get(node.name, LedgerEntry())
+            key = self._key(node, entry)
+            cached = prev_memo.get(node.name)
+            if cached is not None and cached[0] == key:
+                plans.append(cached[1])
+                memo[node.name] = cached
+                continue
+            entry = self._allocate(node, entry)
+            entries[node.name] = entry
+            node_plan = self._node_plan(node, entry)
+            plans.append(node_plan)
+            memo[node.name] = (self._key(node, entry), node_plan)
+        for name, entry in list(entries.items()):
+            if name not in present and entry.retired_at is None:
+                entries[name] = _replace(entry, retired_at=self.now)
+            elif name in present and entry.retired_at is not None:
+                entries[name] = _replace(entry, retired_at=None)
+        ledger = Ledger(dict(sorted(entries.items())), dict(sorted(rack_asns.items())))
+        sites = self._site_plans(plans)
+        bgp = f.bgp
+        return Plan(
+            fabric=f.name,
+            mtu=f.pods.mtu,
+            bgp=BgpSettings(bgp.hold_time, bgp.keepalive, bgp.graceful_restart, bgp.md5,
+                            bgp.communities, bgp.bfd.enabled, bgp.bfd.min_rx_ms,
+                            bgp.bfd.min_tx_ms, bgp.bfd.multiplier),
+            srv6=Srv6Settings(f.srv6.enabled, f.srv6.encap_mode),
+            nodes=tuple(plans),
+            sites=sites,
+            ledger=ledger,
+            problems=tuple(self.problems),
+            memo=memo,
+        )
+
+    def _key(self, node: Node, entry: LedgerEntry) -> object:
+        f = self.f
+        rack = self.racks[node.rack]
+        site = self.sites[rack.site]
+        return (node, rack, site.name, site.ipv4_pools, site.ipv6_pools, site.locator_block,
+                f.asn, f.pods, f.bgp.ipv4_over_ipv6, f.srv6.enabled, f.srv6.scope,
+                f.srv6.decap_ipv4, f.srv6.decap_ipv6, f.srv6.locator_length,
+                self.rack_asns.get(node.rack), entry)
+
+    # -- claiming what exists -------------------------------------------------------------------
+    def _claim_pins(self, nodes: list[Node]) -> None:
+        self.pinned_blocks: set[str] = set()
+        for node in nodes:
+            site = self.racks[node.rack].site
+            for b4 in node.ipv4_blocks:
+                self.v4[site].claim(b4)
+                self.pinned_blocks.add(str(b4))
+            for b6 in node.ipv6_blocks:
+                self.v6[site].claim(b6)
+                self.pinned_blocks.add(str(b6))
+            if node.asn is not None:
+                self.asns.claim(node.asn)
+            for up in node.uplinks:
+                for addr in (up.ipv4, up.ipv6):
+                    if addr is not None and (up.tor, addr.version) in self.hosts:
+                        self.hosts[(up.tor, addr.version)].claim(int(addr))
+        self.pinned_nodes = {n.name: n for n in nodes}
+
+    def _claim_entry(self, name: str, e: LedgerEntry, present: bool) -> LedgerEntry:
+        """Claim a ledger entry's allocations; drop the parts no pool can hold any more."""
+        node = self.pinned_nodes.get(name)
+        site = self.racks[node.rack].site if node else None
+        keep4, keep6 = [], []
+        for text in e.ipv4_blocks:
+            owner_pool = self._pool_for(self.v4, text, site)
+            if owner_pool is not None and (text not in self.pinned_blocks or _pins(node, text)):
+                if owner_pool.claim(parse_net(text)) or _pins(node, text):
+                    keep4.append(text)
+        for text in e.ipv6_blocks:
+            owner_pool = self._pool_for(self.v6, text, site)
+            if owner_pool is not None and (text not in self.pinned_blocks or _pins(node, text)):
+                if owner_pool.claim(parse_net(text)) or _pins(node, text):
+                    keep6.append(text)
+        locator = None
+        if e.locator is not None:
+            pool = self._pool_for(self.loc, e.locator, site)
+            if pool is not None and pool.claim(parse_net(e.locator)):
+                locator = e.locator
+        asn = e.asn
+        if asn is not None and self.f.asn.mode is AsnMode.PER_NODE:
+            pinned_here = node is not None and node.asn == asn
+            in_range = self.f.asn.range_start <= asn <= self.f.asn.range_end
+            if not in_range or (not self.asns.claim(asn) and not pinned_here):
+                asn = None
+        else:
+            asn = None
+        uplinks = []
+        for tor, v4, v6 in e.uplinks:
+            kept = []
+            for text in (v4, v6):
+                if text is None:
+                    kept.append(None)
+                    continue
+                addr = parse_addr(text)
+                pool_h = self.hosts.get((tor, addr.version))
+                pinned = node is not None and any(
+                    u.tor == tor and addr in (u.ipv4, u.ipv6) for u in node.uplinks)
+                if pool_h is not None and addr in pool_h.subnet and (
+                        pool_h.claim(int(addr)) or pinned):
+                    kept.append(text)
+                else:
+                    kept.append(None)
+            uplinks.append((tor, kept[0], kept[1]))
+        return LedgerEntry(asn, tuple(keep4), tuple(keep6), locator, tuple(uplinks),
+                           e.retired_at)
+
+    def _pool_for(self, pools: dict[str, BlockPool], text: str,
+                  site: str | None) -> BlockPool | None:
+        """The pool a ledger prefix belongs to: the node's own site's, else any site's."""
+        try:
+            net = parse_net(text)
+        except ValueError:
+            return None
+        if site is not None:
+            pool = pools[site]
+            return pool if pool.contains(net) else None
+        for pool in pools.values():
+            if pool.contains(net):
+                return pool
+        return None
+
+    # -- allocating what is missing -------------------------------------------------------------
+    def _allocate(self, node: Node, e: LedgerEntry) -> LedgerEntry:
+        f = self.f
+        rack = self.racks[node.rack]
+        site = self.sites[rack.site]
+        b4 = tuple(str(b) for b in node.ipv4_blocks) or e.ipv4_blocks
+        if not b4 and site.ipv4_pools:
+            got = self.v4[site.name].allocate()
+            if got is None:
+                self.problems.append(Problem(node.name, f"IPv4 pools of site {site.name} are "
+                                             "exhausted: no pod block assigned"))
+            else:
+                b4 = (str(got),)
+        b6 = tuple(str(b) for b in node.ipv6_blocks) or e.ipv6_blocks
+        if not b6 and site.ipv6_pools:
+            got6 = self.v6[site.name].allocate()
+            if got6 is None:
+                self.problems.append(Problem(node.name, f"IPv6 pools of site {site.name} are "
+                                             "exhausted: no pod block assigned"))
+            else:
+                b6 = (str(got6),)
+        locator = e.locator
+        if f.srv6.enabled and locator is None and site.locator_block is not None:
+            got_l = self.loc[site.name].allocate()
+            if got_l is None:
+                self.problems.append(Problem(node.name, f"locator block of site {site.name} "
+                                             "is exhausted: no SRv6 locator assigned"))
+            else:
+                locator = str(got_l)
+        asn = e.asn
+        if f.asn.mode is AsnMode.PER_NODE:
+            if node.asn is not None:
+                asn = node.asn
+            elif asn is None:
+                asn = self.asns.allocate()
+                if asn is None:
+                    self.problems.append(Problem(node.name, "ASN range spec.asn.range is "
+                                                 "exhausted"))
+        uplinks = self._uplinks(node, rack, e)
+        return LedgerEntry(asn, b4, b6, locator, uplinks, None)
+
+    def _uplinks(self, node: Node, rack: Rack,
+                 e: LedgerEntry) -> tuple[tuple[str, str | None, str | None], ...]:
+        given = {u.tor: u for u in node.uplinks}
+        before = {t: (v4, v6) for t, v4, v6 in e.uplinks}
+        out = []
+        for tor in rack.tors:
+            if node.uplinks and tor.name not in given:
+                continue  # single-homed on purpose
+            if tor.peering.unnumbered:
+                out.append((tor.name, None, None))
+                continue
+            up = given.get(tor.name)
+            addrs: list[str | None] = []
+            for i, iface in enumerate((tor.peering.ipv4, tor.peering.ipv6)):
+                if iface is None:
+                    addrs.append(None)
+                    continue
+                pinned = (up.ipv4 if i == 0 else up.ipv6) if up else None
+                if pinned is not None:
+                    addrs.append(str(pinned))
+                    continue
+                prev = before.get(tor.name, (None, None))[i]
+                if prev is not None:
+                    addrs.append(prev)
+                    continue
+                got = self.hosts[(tor.name, iface.version)].allocate()
+                if got is None:
+                    self.problems.append(Problem(node.name, f"peering subnet of {tor.name} "
+                                                 f"{iface.network} is full"))
+                    addrs.append(None)
+                else:
+                    addrs.append(str(ipaddress.ip_address(got)))
+            out.append((tor.name, addrs[0], addrs[1]))
+        return tuple(out)
+
+    # -- building the node plan ---------------------------------------------------------------
+    def _node_plan(self, node: Node, e: LedgerEntry) -> NodePlan:
+        f = self.f
+        rack = self.racks[node.rack]
+        tors = {t.name: t for t in rack.tors}
+        uplinks: list[UplinkPlan] = []
+        peers: list[PeerPlan] = []
+        asn = e.asn
+        if f.asn.mode is AsnMode.CLUSTER:
+            asn = f.asn.cluster_asn
+        elif f.asn.mode is AsnMode.PER_RACK:
+            asn = self.rack_asns.get(node.rack)
+        for tor_name, v4, v6 in e.uplinks:
+            tor = tors.get(tor_name)
+            if tor is None:
+                continue
+            i4 = IPv4Interface(f"{v4}/{tor.peering.ipv4.network.prefixlen}") if (
+                v4 and tor.peering.ipv4) else None
+            i6 = IPv6Interface(f"{v6}/{tor.peering.ipv6.network.prefixlen}") if (
+                v6 and tor.peering.ipv6) else None
+            uplinks.append(UplinkPlan(tor.name, i4, i6, tor.peering.unnumbered))
+            peers.extend(self._peers(tor, i4, i6, has_v4=bool(e.ipv4_blocks)))
+        router_id = node.router_id
+        if router_id is None:
+            router_id = next((u.ipv4.ip for u in uplinks if u.ipv4 is not None), None)
+        if router_id is None and e.ipv4_blocks:
+            router_id = IPv4Network(e.ipv4_blocks[0]).network_address
+        if router_id is None:
+            self.problems.append(Problem(node.name, "no IPv4 router-id: give routerId"))
+        locator = IPv6Network(e.locator) if e.locator else None
+        sids: list[Sid] = []
+        if locator is not None:
+            decaps = f.srv6.scope is SegmentScope.NODE or node.role is NodeRole.GATEWAY
+            behaviors = [Behavior.END]
+            if decaps:
+                d4 = Behavior(f.srv6.decap_ipv4.value)
+                d6 = Behavior(f.srv6.decap_ipv6.value)
+                behaviors += [d4] if d4 == d6 else [d4, d6]
+            base = int(locator.network_address)
+            sids = [Sid(IPv6Address(base + FUNCTION[b]), b) for b in behaviors]
+        return NodePlan(
+            name=node.name, site=rack.site, rack=rack.name, role=node.role, asn=asn,
+            router_id=router_id, uplinks=tuple(uplinks), peers=tuple(peers),
+            ipv4_blocks=tuple(IPv4Network(b) for b in e.ipv4_blocks),
+            ipv6_blocks=tuple(IPv6Network(b) for b in e.ipv6_blocks),
+            locator=locator, sids=tuple(sids),
+        )
+
+    def _peers(self, tor: Router, i4: IPv4Interface | None, i6: IPv6Interface | None,
+               *, has_v4: bool) -> list[PeerPlan]:
+        both = (Family.IPV4, Family.IPV6) if has_v4 else (Family.IPV6,)
+        if tor.peering.unnumbered:
+            return [PeerPlan(tor.name, tor.asn, None, None, both)]
+        peers = []
+        v4_over_v6 = self.f.bgp.ipv4_over_ipv6 and i6 is not None and tor.peering.ipv6
+        if i4 is not None and tor.peering.ipv4 is not None and not v4_over_v6:
+            peers.append(PeerPlan(tor.name, tor.asn, tor.peering.ipv4.ip, i4.ip, (Family.IPV4,)))
+        if i6 is not None and tor.peering.ipv6 is not None:
+            fams = both if v4_over_v6 else (Family.IPV6,)
+            peers.append(PeerPlan(tor.name, tor.asn, tor.peering.ipv6.ip, i6.ip, fams,
+                                  i6.ip if v4_over_v6 else None))
+        return peers
+
+    # -- sites and SRv6 segments --------------------------------------------------------------
+    def _site_plans(self, plans: list[NodePlan]) -> tuple[SitePlan, ...]:
+        f = self.f
+        by_site: dict[str, list[NodePlan]] = {s.name: [] for s in f.sites}
+        for p in plans:
+            by_site[p.site].append(p)
+        gateways = {s: tuple(sorted(p.name for p in ps if p.role is NodeRole.GATEWAY))
+                    for s, ps in by_site.items()}
+        reach: dict[str, list[Segment]] = {}  # segments that lead into each site
+        if f.srv6.enabled:
+            for s in f.sites:
+                reach[s.name] = self._into_site(s, by_site[s.name], gateways[s.name], plans)
+        out = []
+        for s in f.sites:
+            segs: list[Segment] = []
+            if f.srv6.enabled:
+                for other in f.sites:
+                    if other.name != s.name:
+                        segs.extend(reach[other.name])
+                segs = self._apply_policies(s.name, segs, plans)
+            out.append(SitePlan(s.name, (*s.ipv4_pools, *s.ipv6_pools), s.locator_block,
+                                gateways[s.name], tuple(segs)))
+        return tuple(out)
+
+    def _into_site(self, site: Site, nodes: list[NodePlan], gws: tuple[str, ...],
+                   all_plans: list[NodePlan]) -> list[Segment]:
+        segs: list[Segment] = []
+        d4, d6 = self._decap_behaviors()
+        if self.f.srv6.scope is SegmentScope.NODE:
+            for n in nodes:
+                sid4, sid6 = n.sid(d4), n.sid(d6)
+                if sid4 is not None:
+                    segs += [Segment(b, (sid4,), n.name) for b in n.ipv4_blocks]
+                if sid6 is not None:
+                    segs += [Segment(b, (sid6,), n.name) for b in n.ipv6_blocks]
+            return segs
+        if not gws:
+            return segs
+        gw = next(p for p in all_plans if p.name == gws[0])
+        sid4, sid6 = gw.sid(d4), gw.sid(d6)
+        if sid4 is not None:
+            segs += [Segment(p4, (sid4,), gw.name) for p4 in site.ipv4_pools]
+        if sid6 is not None:
+            segs += [Segment(p6, (sid6,), gw.name) for p6 in site.ipv6_pools]
+        return segs
+
+    def _decap_behaviors(self) -> tuple[Behavior, Behavior]:
+        return Behavior(self.f.srv6.decap_ipv4.value), Behavior(self.f.srv6.decap_ipv6.value)
+
+    def _apply_policies(self, site: str, segs: list[Segment],
+                        plans: list[NodePlan]) -> list[Segment]:
+        policies = [p for p in self.f.srv6.policies if p.from_site in (None, site)]
+        if not policies:
+            return segs
+        owner_site = {p.name: p.site for p in plans}
+        out = list(segs)
+        for pi, pol in enumerate(self.f.srv6.policies):
+            if pol not in policies:
+                continue
+            waypoints = tuple(self._waypoint_sid(w, pi, wi, plans)
+                              for wi, w in enumerate(pol.waypoints))
+            if pol.to.site is not None:
+                out = [Segment(s.prefix, (*waypoints, *s.segments), s.target, pol.name)
+                       if owner_site.get(s.target) == pol.to.site else s for s in out]
+            elif pol.to.prefix is not None:
+                target = self._prefix_target(pol.to.prefix, plans)
+                if target is None or owner_site.get(target[0]) == site:
+                    continue
+                out.append(Segment(pol.to.prefix, (*waypoints, target[1]), target[0], pol.name))
+        return out
+
+    def _waypoint_sid(self, name: str, pi: int, wi: int, plans: list[NodePlan]) -> IPv6Address:
+        path = f"spec.srv6.policies[{pi}].waypoints[{wi}]"
+        router = self.routers.get(name)
+        if router is not None:
+            if router.locator is None:
+                raise InvalidInput([field_error(self.f.source, path, "waypoint router has no "
+                                                "locator, hence no End SID", name)])
+            return IPv6Address(int(router.locator.network_address) + FUNCTION[Behavior.END])
+        for p in plans:
+            if p.name == name:
+                sid = p.sid(Behavior.END)
+                if sid is None:
+                    raise InvalidInput([field_error(self.f.source, path, "waypoint node has no "
+                                                    "SRv6 locator yet", name)])
+                return sid
+        raise InvalidInput([field_error(self.f.source, path, "names no router or node", name)])
+
+    def _prefix_target(self, prefix: Prefix,
+                       plans: list[NodePlan]) -> tuple[str, IPv6Address] | None:
+        d4, d6 = self._decap_behaviors()
+        beh = d4 if prefix.version == 4 else d6
+        site = next((s for s in self.f.sites
+                     if any(_within(prefix, p) for p in (*s.ipv4_pools, *s.ipv6_pools))), None)
+        if site is None:
+            return None
+        candidates = [p for p in plans if p.site == site.name and p.sid(beh) is not None]
+        if self.f.srv6.scope is SegmentScope.SITE:
+            candidates = [p for p in candidates if p.role is NodeRole.GATEWAY]
+        exact = [p for p in candidates
+                 if any(_within(b, prefix) or _within(prefix, b)
+                        for b in (*p.ipv4_blocks, *p.ipv6_blocks))]
+        chosen = (exact or candidates or [None])[0]
+        if chosen is None:
+            return None
+        sid = chosen.sid(beh)
+        assert sid is not None
+        return chosen.name, sid
+
+
+def _within(a: Prefix, b: Prefix) -> bool:
+    return a.version == b.version and a.subnet_of(b)  # type: ignore[arg-type]
+
+
+def _pins(node: Node | None, text: str) -> bool:
+    return node is not None and text in {str(b) for b in (*node.ipv4_blocks, *node.ipv6_blocks)}
+
+
+def _replace(e: LedgerEntry, *, retired_at: str | None) -> LedgerEntry:
+    return LedgerEntry(e.asn, e.ipv4_blocks, e.ipv6_blocks, e.locator, e.uplinks, retired_at)
+
