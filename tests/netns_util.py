@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pytest
 
@@ -73,13 +73,12 @@ class Netns:
     def close(self) -> None:
         for name in reversed(self.names):
             # Kill whatever still runs inside, then remove the namespace itself.
-            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
+                                  check=False)
             for pid in pids.stdout.split():
-                try:
+                with suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), 9)
-                except (ProcessLookupError, ValueError):
-                    pass
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
         self.names.clear()
 
 

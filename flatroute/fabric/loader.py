@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -78,7 +79,8 @@ class _FabricParser:
         kind = r.get(top, "kind", "", r.string, required=True)
         if kind is not None and kind != KIND:
             r.error("kind", f"must be {KIND}", kind)
-        meta = r.mapping(top.get("metadata", {}), "metadata", {"name", "description"}) if top else None
+        raw_meta = top.get("metadata", {}) if top else None
+        meta = r.mapping(raw_meta, "metadata", {"name", "description"}) if top else None
         name = r.get(meta, "name", "metadata", r.name, required=True) or "?"
         spec = r.mapping(top.get("spec") if top else None, "spec", _SPEC_KEYS)
         fabric = self._spec(spec, name)
@@ -240,7 +242,7 @@ class _FabricParser:
         name = r.get(m, "name", p, r.name, required=True)
         to = r.mapping(m.get("to") if m else None, f"{p}.to", {"site", "prefix"})
         site = r.get(to, "site", f"{p}.to", r.name)
-        prefix: Net | None = r.get(to, "prefix", f"{p}.to", self._any_net)
+        prefix = cast("Net | None", r.get(to, "prefix", f"{p}.to", self._any_net))
         if to is not None and (site is None) == (prefix is None):
             r.error(f"{p}.to", "give exactly one of site or prefix")
         frm = r.mapping(m.get("from", {}) if m else None, f"{p}.from", {"site"})
@@ -311,8 +313,8 @@ class _FabricParser:
         m = r.mapping(raw, p, {"name", "pools", "locatorBlock", "underlay", "spines", "racks"})
         name = r.get(m, "name", p, r.name, required=True)
         pools = r.mapping(m.get("pools") if m else None, f"{p}.pools", {"ipv4", "ipv6"})
-        v4 = r.get(pools, "ipv4", f"{p}.pools", r.net_list(r.net4), default=()) or ()
-        v6 = r.get(pools, "ipv6", f"{p}.pools", r.net_list(r.net6), default=()) or ()
+        v4 = r.get(pools, "ipv4", f"{p}.pools", r.net_list(r.net4)) or ()
+        v6 = r.get(pools, "ipv6", f"{p}.pools", r.net_list(r.net6)) or ()
         if pools is not None and not v4 and not v6:
             r.error(f"{p}.pools", "needs at least one ipv4 or ipv6 pool")
         loc = r.get(m, "locatorBlock", p, r.net6)
@@ -324,8 +326,8 @@ class _FabricParser:
             if (x := self._router(item, sp, peering=False)) is not None
         )
         racks = tuple(
-            x for rp, item in r.items(m.get("racks") if m else None, f"{p}.racks")
-            if (x := self._rack(item, rp, name or "?")) is not None
+            rk for rp, item in r.items(m.get("racks") if m else None, f"{p}.racks")
+            if (rk := self._rack(item, rp, name or "?")) is not None
         )
         if m is not None and not racks and "racks" not in m:
             r.error(f"{p}.racks", "a site needs at least one rack")
@@ -367,8 +369,8 @@ class _FabricParser:
         asn = r.get(m, "asn", p, r.asn)
         blocks = r.mapping(m.get("podBlocks", {}) if m else None, f"{p}.podBlocks",
                            {"ipv4", "ipv6"})
-        b4 = r.get(blocks, "ipv4", f"{p}.podBlocks", r.net_list(r.net4), default=()) or ()
-        b6 = r.get(blocks, "ipv6", f"{p}.podBlocks", r.net_list(r.net6), default=()) or ()
+        b4 = r.get(blocks, "ipv4", f"{p}.podBlocks", r.net_list(r.net4)) or ()
+        b6 = r.get(blocks, "ipv6", f"{p}.podBlocks", r.net_list(r.net6)) or ()
         rid = r.get(m, "routerId", p, r.ipv4)
         if name is None or rack is None:
             return None
@@ -473,8 +475,8 @@ class _FabricParser:
             by_family[net.version].append((path, net))
         for family in by_family.values():
             family.sort(key=lambda x: (int(x[1].network_address), -x[1].prefixlen))
-            for (pa, na), (pb, nb) in zip(family, family[1:], strict=False):
-                if na.overlaps(nb):  # type: ignore[arg-type]
+            for (pa, na), (pb, nb) in itertools.pairwise(family):
+                if na.overlaps(nb):
                     self.r.error(pb, f"overlaps {na} at {pa}", str(nb))
 
     def _check_sizes(self, f: Fabric) -> None:
@@ -523,18 +525,19 @@ class _FabricParser:
                         self.r.error(f"{p}.uplinks.{up.tor}.{fam}", "is not inside the ToR's "
                                      f"peering subnet {net.network if net else '(none)'}",
                                      str(addr))
-                    elif addr == net.ip or addr == net.network.network_address:
+                    elif addr in (net.ip, net.network.network_address):
                         self.r.error(f"{p}.uplinks.{up.tor}.{fam}", "is the ToR's own or the "
                                      "subnet's network address", str(addr))
-            for fam, blocks, pools, size in (
+            checks: tuple[tuple[str, tuple[Net, ...], tuple[Net, ...], int], ...] = (
                 ("ipv4", node.ipv4_blocks, site.ipv4_pools, f.pods.ipv4_block_size),
                 ("ipv6", node.ipv6_blocks, site.ipv6_pools, f.pods.ipv6_block_size),
-            ):
+            )
+            for fam, blocks, pools, size in checks:
                 for bi, b in enumerate(blocks):
                     bp = f"{p}.podBlocks.{fam}[{bi}]"
                     if b.prefixlen != size:
                         self.r.error(bp, f"must be a /{size} (spec.pods.{fam}BlockSize)", str(b))
-                    elif not any(b.subnet_of(pool) for pool in pools):  # type: ignore[arg-type]
+                    elif not any(_within(b, pool) for pool in pools):
                         self.r.error(bp, f"is not inside a {fam} pool of site {site.name}",
                                      str(b))
             if f.asn.mode is not AsnMode.PER_NODE and node.asn is not None:
@@ -545,7 +548,9 @@ class _FabricParser:
         # Pinned blocks must not be pinned twice.
         owner: dict[str, str] = {}
         for i, node in enumerate(f.nodes):
-            for fam, blocks in (("ipv4", node.ipv4_blocks), ("ipv6", node.ipv6_blocks)):
+            pins: tuple[tuple[str, tuple[Net, ...]], ...] = (
+                ("ipv4", node.ipv4_blocks), ("ipv6", node.ipv6_blocks))
+            for fam, blocks in pins:
                 for bi, b in enumerate(blocks):
                     if str(b) in owner:
                         self.r.error(f"spec.nodes[{i}].podBlocks.{fam}[{bi}]",
@@ -583,6 +588,10 @@ class _FabricParser:
             for wi, wp in enumerate(pol.waypoints):
                 if wp not in names:
                     self.r.error(f"{p}.waypoints[{wi}]", "names no router or node", wp)
+
+
+def _within(a: Net, b: Net) -> bool:
+    return a.version == b.version and a.subnet_of(b)  # type: ignore[arg-type]
 
 
 _SPEC_KEYS = {"asn", "bgp", "pods", "srv6", "wan", "sites", "nodes"}

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator
-from functools import lru_cache
+from functools import cache
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse_net(text: str) -> Net:
     """Parse (and remember) a prefix from the ledger; raises ValueError if malformed."""
     return ipaddress.ip_network(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def parse_addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
 

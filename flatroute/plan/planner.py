@@ -98,7 +98,7 @@ class _Planner:
         # Claim every allocation the ledger already holds, active or retired.
         for name in sorted(self.ledger.nodes):
             entry = self.ledger.nodes[name]
-            entries[name] = self._claim_entry(name, entry, name in present)
+            entries[name] = self._claim_entry(name, entry)
         rack_asns = dict(self.ledger.racks)
         if f.asn.mode is AsnMode.PER_RACK:
             for asn in rack_asns.values():
@@ -178,21 +178,17 @@ class _Planner:
                         self.hosts[(up.tor, addr.version)].claim(int(addr))
         self.pinned_nodes = {n.name: n for n in nodes}
 
-    def _claim_entry(self, name: str, e: LedgerEntry, present: bool) -> LedgerEntry:
+    def _claim_entry(self, name: str, e: LedgerEntry) -> LedgerEntry:
         """Claim a ledger entry's allocations; drop the parts no pool can hold any more."""
         node = self.pinned_nodes.get(name)
         site = self.racks[node.rack].site if node else None
         keep4, keep6 = [], []
         for text in e.ipv4_blocks:
-            owner_pool = self._pool_for(self.v4, text, site)
-            if owner_pool is not None and (text not in self.pinned_blocks or _pins(node, text)):
-                if owner_pool.claim(parse_net(text)) or _pins(node, text):
-                    keep4.append(text)
+            if self._keep_block(self.v4, text, site, node):
+                keep4.append(text)
         for text in e.ipv6_blocks:
-            owner_pool = self._pool_for(self.v6, text, site)
-            if owner_pool is not None and (text not in self.pinned_blocks or _pins(node, text)):
-                if owner_pool.claim(parse_net(text)) or _pins(node, text):
-                    keep6.append(text)
+            if self._keep_block(self.v6, text, site, node):
+                keep6.append(text)
         locator = None
         if e.locator is not None:
             pool = self._pool_for(self.loc, e.locator, site)
@@ -206,25 +202,36 @@ class _Planner:
                 asn = None
         else:
             asn = None
-        uplinks = []
+        uplinks: list[tuple[str, str | None, str | None]] = []
         for tor, v4, v6 in e.uplinks:
-            kept = []
-            for text in (v4, v6):
-                if text is None:
+            kept: list[str | None] = []
+            for addr_text in (v4, v6):
+                if addr_text is None:
                     kept.append(None)
                     continue
-                addr = parse_addr(text)
+                addr = parse_addr(addr_text)
                 pool_h = self.hosts.get((tor, addr.version))
                 pinned = node is not None and any(
                     u.tor == tor and addr in (u.ipv4, u.ipv6) for u in node.uplinks)
                 if pool_h is not None and addr in pool_h.subnet and (
                         pool_h.claim(int(addr)) or pinned):
-                    kept.append(text)
+                    kept.append(addr_text)
                 else:
                     kept.append(None)
             uplinks.append((tor, kept[0], kept[1]))
         return LedgerEntry(asn, tuple(keep4), tuple(keep6), locator, tuple(uplinks),
                            e.retired_at)
+
+    def _keep_block(self, pools: dict[str, BlockPool], text: str, site: str | None,
+                    node: Node | None) -> bool:
+        """Whether a ledger block stays with its node: inside the site's pools, not pinned by
+        another node, and not already claimed (a pin of this very node is claimed already)."""
+        pool = self._pool_for(pools, text, site)
+        if pool is None:
+            return False
+        if _pins(node, text):
+            return True
+        return text not in self.pinned_blocks and pool.claim(parse_net(text))
 
     def _pool_for(self, pools: dict[str, BlockPool], text: str,
                   site: str | None) -> BlockPool | None:
@@ -286,7 +293,7 @@ class _Planner:
                  e: LedgerEntry) -> tuple[tuple[str, str | None, str | None], ...]:
         given = {u.tor: u for u in node.uplinks}
         before = {t: (v4, v6) for t, v4, v6 in e.uplinks}
-        out = []
+        out: list[tuple[str, str | None, str | None]] = []
         for tor in rack.tors:
             if node.uplinks and tor.name not in given:
                 continue  # single-homed on purpose
@@ -472,22 +479,28 @@ class _Planner:
                        plans: list[NodePlan]) -> tuple[str, IPv6Address] | None:
         d4, d6 = self._decap_behaviors()
         beh = d4 if prefix.version == 4 else d6
-        site = next((s for s in self.f.sites
-                     if any(_within(prefix, p) for p in (*s.ipv4_pools, *s.ipv6_pools))), None)
+        site = next((s for s in self.f.sites if any(_within(prefix, p) for p in _pools(s))), None)
         if site is None:
             return None
         candidates = [p for p in plans if p.site == site.name and p.sid(beh) is not None]
         if self.f.srv6.scope is SegmentScope.SITE:
             candidates = [p for p in candidates if p.role is NodeRole.GATEWAY]
         exact = [p for p in candidates
-                 if any(_within(b, prefix) or _within(prefix, b)
-                        for b in (*p.ipv4_blocks, *p.ipv6_blocks))]
-        chosen = (exact or candidates or [None])[0]
-        if chosen is None:
+                 if any(_within(b, prefix) or _within(prefix, b) for b in _blocks(p))]
+        if not (exact or candidates):
             return None
+        chosen = (exact or candidates)[0]
         sid = chosen.sid(beh)
         assert sid is not None
         return chosen.name, sid
+
+
+def _pools(site: Site) -> list[Prefix]:
+    return [*site.ipv4_pools, *site.ipv6_pools]
+
+
+def _blocks(p: NodePlan) -> list[Prefix]:
+    return [*p.ipv4_blocks, *p.ipv6_blocks]
 
 
 def _within(a: Prefix, b: Prefix) -> bool:
