@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import _socket  # type: ignore[import-not-found]
+import _socket
 
 V4 = 4
 V6 = 6
@@ -40,7 +40,7 @@ def parse_cidr(text: str, strict: bool = True) -> tuple[int, int, int]:
 
 
 def fmt(version: int, value: int) -> str:
-    return _socket.inet_ntop(_AF[version], value.to_bytes(BITS[version] // 8, "big"))  # type: ignore[no-any-return]
+    return _socket.inet_ntop(_AF[version], value.to_bytes(BITS[version] // 8, "big"))
 
 
 def packed(version: int, value: int) -> bytes:
@@ -48,4 +48,4 @@ def packed(version: int, value: int) -> bytes:
 
 
 def family(version: int) -> int:
-    return _AF[version]  # type: ignore[no-any-return]
+    return _AF[version]

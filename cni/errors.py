@@ -1,46 +1,30 @@
 """CNI errors: the spec's codes plus ours (100+). Mapped to JSON once, in cni.main.
 
-| code | meaning | when |
-|---|---|---|
-| 1 | incompatible CNI version | cniVersion not one of SUPPORTED_VERSIONS |
-| 3 | unknown container | CHECK for an attachment we have no record of |
-| 4 | invalid environment | a required CNI_* variable missing or malformed (CNI_IFNAME > 15 chars, CNI_NETNS not a netns) |
-| 5 | I/O error | the data directory cannot be read or written |
-| 6 | decoding failure | stdin is not a JSON object |
-| 7 | invalid network config | a field of the config is missing or wrong (bad ranges...) |
-| 11 | try again later | the IPAM lock could not be taken within ipam.lockTimeout |
-| 50 | plugin not available | STATUS/ADD: no node file, no pod block yet, data dir unusable, IPAM plugin missing |
-| 51 | not available, existing pods may be degraded | STATUS: reservations outside the node's current pod blocks |
-| 100 | kernel refused a netlink request | ADD/DEL/GC; details carry errno and the extended ack |
-| 102 | address range exhausted | ADD: every address of a range set is reserved |
-| 103 | duplicate attachment | ADD for a container id + ifname that already has one |
-| 104 | interface exists | ADD: CNI_IFNAME already exists in the pod netns, or the host veth name is taken |
-| 105 | delegated IPAM returned no usable address | ADD with ipam.type set to another plugin |
-| 106 | IPAM plugin not found | ipam.type is not an executable in CNI_PATH |
-| 110 | CHECK found a difference | CHECK; details list each missing or different item |
+The table of every code, and when each is returned, is in docs/cni.md.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-INCOMPATIBLE_VERSION = 1
+INCOMPATIBLE_VERSION = 1  # cniVersion not supported
 UNSUPPORTED_FIELD = 2
-UNKNOWN_CONTAINER = 3
-INVALID_ENV = 4
-IO_ERROR = 5
-DECODE = 6
-INVALID_CONFIG = 7
-TRY_AGAIN = 11
-NOT_AVAILABLE = 50
-DEGRADED = 51
-NETLINK = 100
-EXHAUSTED = 102
-DUPLICATE = 103
-IF_EXISTS = 104
-DELEGATE_RESULT = 105
-PLUGIN_NOT_FOUND = 106
-CHECK_FAILED = 110
+UNKNOWN_CONTAINER = 3  # CHECK: no attachment recorded for container id + ifname
+INVALID_ENV = 4  # a CNI_* variable missing or malformed; CNI_NETNS not a netns
+IO_ERROR = 5  # the data directory cannot be read or written
+DECODE = 6  # stdin is not a JSON object
+INVALID_CONFIG = 7  # a config field is missing or wrong (bad ranges...)
+TRY_AGAIN = 11  # the IPAM lock was not taken within ipam.lockTimeout
+NOT_AVAILABLE = 50  # no node file, no pod block, data dir unusable, IPAM plugin missing
+DEGRADED = 51  # reservations outside the node's current pod blocks
+NETLINK = 100  # the kernel refused a netlink request (or a sysctl write)
+EXHAUSTED = 102  # every address of a range set is reserved
+DUPLICATE = 103  # ADD for a container id + ifname that already has an attachment
+IF_EXISTS = 104  # CNI_IFNAME exists in the pod netns, or the host veth name is taken
+DELEGATE_RESULT = 105  # the delegated IPAM plugin returned no usable address
+PLUGIN_NOT_FOUND = 106  # ipam.type is not an executable in CNI_PATH
+CHECK_FAILED = 110  # CHECK: details list every missing or different item
+INTERNAL = 199  # a bug: an unexpected exception, reported instead of a traceback
 
 
 class CniError(Exception):

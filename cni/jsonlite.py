@@ -7,9 +7,8 @@ module drives it directly: the C scanner for parsing, `encode_basestring_ascii` 
 
 from __future__ import annotations
 
+import _json
 from typing import Any
-
-import _json  # type: ignore[import-not-found]
 
 
 class JSONError(ValueError):
@@ -31,7 +30,7 @@ class _Context:
     memo: dict[str, str] = {}
 
 
-_scan = _json.make_scanner(_Context())
+_scan = _json.make_scanner(_Context())  # type: ignore[arg-type]
 _WS = " \t\n\r"
 
 
@@ -86,7 +85,7 @@ def _encode(value: Any, out: list[str]) -> None:
     elif isinstance(value, int):
         out.append(int.__repr__(value))
     elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if value - value != 0.0:  # NaN or infinity, without importing math
             raise JSONError("cannot encode a non-finite float")
         out.append(float.__repr__(value))
     elif isinstance(value, dict):

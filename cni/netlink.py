@@ -11,11 +11,10 @@ addresses, routes, and dumps of links and routes for CHECK and GC.
 
 from __future__ import annotations
 
+import _socket
 import os
 import sys
 from typing import Any
-
-import _socket  # type: ignore[import-not-found]
 
 _BO: Any = sys.byteorder
 
@@ -238,9 +237,10 @@ class Netlink:
 # --- requests ----------------------------------------------------------------------------------
 
 def req_veth(host: str, peer: str, peer_netns_fd: int, mtu: int) -> tuple[int, int, bytes, str]:
-    peer_info = ifinfomsg() + attr_str(IFLA_IFNAME, peer) + attr(IFLA_NET_NS_FD, _u32(peer_netns_fd)) \
-        + attr(IFLA_MTU, _u32(mtu))
-    linkinfo = attr_str(IFLA_INFO_KIND, "veth") + attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info))
+    peer_info = ifinfomsg() + attr_str(IFLA_IFNAME, peer) \
+        + attr(IFLA_NET_NS_FD, _u32(peer_netns_fd)) + attr(IFLA_MTU, _u32(mtu))
+    linkinfo = attr_str(IFLA_INFO_KIND, "veth") \
+        + attr(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info))
     body = ifinfomsg() + attr_str(IFLA_IFNAME, host) + attr(IFLA_MTU, _u32(mtu)) \
         + attr(IFLA_LINKINFO, linkinfo)
     return RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create veth {host}"
@@ -257,7 +257,8 @@ def req_dellink(name: str = "", index: int = 0) -> tuple[int, int, bytes, str]:
 
 
 def req_linkup(index: int) -> tuple[int, int, bytes, str]:
-    return RTM_NEWLINK, 0, ifinfomsg(index=index, flags=IFF_UP, change=IFF_UP), f"set link {index} up"
+    body = ifinfomsg(index=index, flags=IFF_UP, change=IFF_UP)
+    return RTM_NEWLINK, 0, body, f"set link {index} up"
 
 
 def req_addr(family: int, addr: bytes, prefixlen: int, index: int,
@@ -357,18 +358,19 @@ _setns: Any = None
 
 def setns(fd: int) -> None:
     """Move this (single-threaded) process into the network namespace behind fd."""
-    global _setns
-    import _ctypes  # type: ignore[import-not-found]
+    global _setns  # noqa: PLW0603 - built once per process, only when a netns is entered
+    import _ctypes
 
     if _setns is None:
-        class CInt(_ctypes._SimpleCData):  # type: ignore[misc]
+        class CInt(_ctypes._SimpleCData):  # type: ignore[type-arg]
             _type_ = "i"
 
-        class Func(_ctypes.CFuncPtr):  # type: ignore[misc]
+        class Func(_ctypes.CFuncPtr):
             _flags_ = 1 | 8  # FUNCFLAG_CDECL | FUNCFLAG_USE_ERRNO
             _restype_ = CInt
 
-        _setns = Func(_ctypes.dlsym(_ctypes.dlopen(None, 2), "setns"))
+        libc = _ctypes.dlopen(None, 2)  # type: ignore[arg-type]  # RTLD_NOW, the process itself
+        _setns = Func(_ctypes.dlsym(libc, "setns"))
     if _setns(fd, CLONE_NEWNET) != 0:
         err = _ctypes.get_errno()
         raise OSError(err, f"setns: {os.strerror(err)}")
