@@ -116,6 +116,9 @@ def crd_types(manifest: Mapping[str, Any]) -> list[ResourceType]:
                        f"{manifest.get('apiVersion')!r}")
     spec = _need(manifest, "spec", "")
     group = str(_need(spec, "group", "spec"))
+    if "." not in group:
+        raise CrdError(f"spec.group: Invalid value: {group!r}: should be a domain with at least "
+                       "one dot")
     names = _need(spec, "names", "spec")
     plural = str(_need(names, "plural", "spec.names"))
     kind = str(_need(names, "kind", "spec.names"))
