@@ -528,7 +528,7 @@ class Store:
                     if key != CRD_KEY:
                         objects.clear()
                 self._history.clear()
-                self.compacted_rv = self._rv
+                self.compacted_rv = self._bump()  # the wipe itself is a (silent) change
                 self._seed()
             self.changed.notify_all()
 
