@@ -28,6 +28,7 @@ from flatroute.fabric.model import (
     Node,
     NodeRole,
     Peering,
+    Platform,
     PodOptions,
     PolicyMatch,
     Rack,
@@ -43,6 +44,9 @@ from flatroute.fabric.model import (
 from flatroute.fabric.reader import Reader
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
+_NO_ID = ipaddress.IPv4Address(0)
+# libyaml's safe loader when present: 10x faster on large fabrics, same result.
+_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_fabric(path: str | Path) -> Fabric:
@@ -57,7 +61,7 @@ def load_fabric(path: str | Path) -> Fabric:
 
 def parse_fabric(text: str, source: str = "<fabric>") -> Fabric:
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_YamlLoader)  # CSafeLoader or SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -84,8 +88,11 @@ class _FabricParser:
         name = r.get(meta, "name", "metadata", r.name, required=True) or "?"
         spec = r.mapping(top.get("spec") if top else None, "spec", _SPEC_KEYS)
         fabric = self._spec(spec, name)
-        if r.errors or fabric is None:
+        if fabric is None:
             raise InvalidInput(r.errors)
+        # Cross-checks run even after field errors, so one run reports everything; an entity
+        # with a bad field is kept with a neutral value (ASN 0, router-id 0.0.0.0) that the
+        # cross-checks skip, so one mistake does not cascade into others.
         self._cross_check(fabric)
         if r.errors:
             raise InvalidInput(r.errors)
@@ -111,7 +118,7 @@ class _FabricParser:
             if (n := self._node(raw, p)) is not None
         )
         if asn is None:
-            return None
+            asn = AsnScheme(AsnMode.CLUSTER, cluster_asn=0)
         return Fabric(name, asn, bgp, pods, srv6, wan, sites, nodes, self.r.source)
 
     def _asn(self, raw: Any) -> AsnScheme | None:
@@ -285,11 +292,9 @@ class _FabricParser:
         peer = Peering()
         if peering:
             peer = self._peering(m.get("peering") if m else None, f"{p}.peering")
-        if name is None or asn is None or rid is None:
+        if name is None:
             return None
-        from flatroute.fabric.model import Platform
-
-        return Router(name, asn, rid, Platform(plat or "frr"), peer, loc,
+        return Router(name, asn or 0, rid or _NO_ID, Platform(plat or "frr"), peer, loc,
                       tuple(sorted((str(k), str(v)) for k, v in (ports or {}).items())))
 
     def _peering(self, raw: Any, p: str) -> Peering:
@@ -397,6 +402,8 @@ class _FabricParser:
     def _check_router_asns(self, f: Fabric, routers: list[tuple[str, Router, str]]) -> None:
         by_asn: dict[int, tuple[str, Router, str]] = {}
         for path, router, role in routers:
+            if router.asn == 0:
+                continue
             prev = by_asn.get(router.asn)
             if prev is None:
                 by_asn[router.asn] = (path, router, role)
@@ -439,7 +446,8 @@ class _FabricParser:
                 seen[key] = path
 
         for path, router, _ in routers:
-            claim(f"{path}.routerId", router.router_id)
+            if router.router_id != _NO_ID:
+                claim(f"{path}.routerId", router.router_id)
         for i, node in enumerate(f.nodes):
             if node.router_id is not None:
                 claim(f"spec.nodes[{i}].routerId", node.router_id)

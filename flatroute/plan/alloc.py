@@ -9,20 +9,60 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator
-from functools import cache
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@cache
+_NETS: dict[str, Net] = {}
+
+
 def parse_net(text: str) -> Net:
-    """Parse (and remember) a prefix from the ledger; raises ValueError if malformed."""
-    return ipaddress.ip_network(text)
+    """Parse (and remember) a prefix from the ledger; raises ValueError if malformed.
+
+    Planning the same fabric again (the controller's loop) then costs no parsing at all.
+    """
+    net = _NETS.get(text)
+    if net is None:
+        net = ipaddress.ip_network(text)
+        if len(_NETS) < 1_000_000:
+            _NETS[text] = net
+    return net
 
 
-@cache
+def net_text(net: Net) -> str:
+    """The ledger's text for an allocated prefix, remembered for parse_net."""
+    text = str(net)
+    if len(_NETS) < 1_000_000:
+        _NETS[text] = net
+    return text
+
+
+_ADDRS: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+
+
 def parse_addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return ipaddress.ip_address(text)
+    addr = _ADDRS.get(text)
+    if addr is None:
+        addr = ipaddress.ip_address(text)
+        if len(_ADDRS) < 1_000_000:
+            _ADDRS[text] = addr
+    return addr
+
+
+def addr_text(value: int, version: int) -> str:
+    """The ledger's text for an allocated host address, remembered for parse_addr."""
+    addr = ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+    text = str(addr)
+    _ADDRS[text] = addr
+    return text
+
+
+def iface(text: str, prefixlen: int) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """An interface (address/prefix) from ledger text; built from integers, which is fast."""
+    addr = parse_addr(text)
+    if addr.version == 4:
+        return ipaddress.IPv4Interface((int(addr), prefixlen))
+    return ipaddress.IPv6Interface((int(addr), prefixlen))
 
 
 class BlockPool:
@@ -110,6 +150,7 @@ class HostPool:
         self.subnet = subnet
         self.used: set[int] = set(reserved)
         self.used.add(int(subnet.network_address))
+        self._next = int(subnet.network_address) + 1
         if subnet.version == 4 and subnet.prefixlen < 31:
             self.used.add(int(subnet.broadcast_address))
 
@@ -120,12 +161,13 @@ class HostPool:
         return True
 
     def allocate(self) -> int | None:
-        first = int(self.subnet.network_address)
         last = int(self.subnet.broadcast_address)
-        value = first + 1
+        value = self._next
         while value <= last:
             if value not in self.used:
                 self.used.add(value)
+                self._next = value + 1
                 return value
             value += 1
+        self._next = value
         return None

@@ -11,8 +11,8 @@ the work of a re-plan follows the size of the change.
 
 from __future__ import annotations
 
-import ipaddress
 from ipaddress import IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from typing import cast
 
 from flatroute.errors import InvalidInput, field_error
 from flatroute.fabric.model import (
@@ -25,7 +25,16 @@ from flatroute.fabric.model import (
     SegmentScope,
     Site,
 )
-from flatroute.plan.alloc import BlockPool, HostPool, NumberPool, parse_addr, parse_net
+from flatroute.plan.alloc import (
+    BlockPool,
+    HostPool,
+    NumberPool,
+    addr_text,
+    iface,
+    net_text,
+    parse_addr,
+    parse_net,
+)
 from flatroute.plan.model import (
     FUNCTION,
     Behavior,
@@ -83,10 +92,10 @@ class _Planner:
         self.hosts: dict[tuple[str, int], HostPool] = {}
         for rack in self.racks.values():
             for tor in rack.tors:
-                for iface in (tor.peering.ipv4, tor.peering.ipv6):
-                    if iface is not None:
-                        self.hosts[(tor.name, iface.version)] = HostPool(
-                            iface.network, (int(iface.ip),))
+                for subnet in (tor.peering.ipv4, tor.peering.ipv6):
+                    if subnet is not None:
+                        self.hosts[(tor.name, subnet.version)] = HostPool(
+                            subnet.network, (int(subnet.ip),))
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> Plan:
@@ -205,17 +214,17 @@ class _Planner:
         uplinks: list[tuple[str, str | None, str | None]] = []
         for tor, v4, v6 in e.uplinks:
             kept: list[str | None] = []
-            for addr_text in (v4, v6):
-                if addr_text is None:
+            for maybe in (v4, v6):
+                if maybe is None:
                     kept.append(None)
                     continue
-                addr = parse_addr(addr_text)
+                addr = parse_addr(maybe)
                 pool_h = self.hosts.get((tor, addr.version))
                 pinned = node is not None and any(
                     u.tor == tor and addr in (u.ipv4, u.ipv6) for u in node.uplinks)
                 if pool_h is not None and addr in pool_h.subnet and (
                         pool_h.claim(int(addr)) or pinned):
-                    kept.append(addr_text)
+                    kept.append(maybe)
                 else:
                     kept.append(None)
             uplinks.append((tor, kept[0], kept[1]))
@@ -260,7 +269,7 @@ class _Planner:
                 self.problems.append(Problem(node.name, f"IPv4 pools of site {site.name} are "
                                              "exhausted: no pod block assigned"))
             else:
-                b4 = (str(got),)
+                b4 = (net_text(got),)
         b6 = tuple(str(b) for b in node.ipv6_blocks) or e.ipv6_blocks
         if not b6 and site.ipv6_pools:
             got6 = self.v6[site.name].allocate()
@@ -268,7 +277,7 @@ class _Planner:
                 self.problems.append(Problem(node.name, f"IPv6 pools of site {site.name} are "
                                              "exhausted: no pod block assigned"))
             else:
-                b6 = (str(got6),)
+                b6 = (net_text(got6),)
         locator = e.locator
         if f.srv6.enabled and locator is None and site.locator_block is not None:
             got_l = self.loc[site.name].allocate()
@@ -276,7 +285,7 @@ class _Planner:
                 self.problems.append(Problem(node.name, f"locator block of site {site.name} "
                                              "is exhausted: no SRv6 locator assigned"))
             else:
-                locator = str(got_l)
+                locator = net_text(got_l)
         asn = e.asn
         if f.asn.mode is AsnMode.PER_NODE:
             if node.asn is not None:
@@ -302,8 +311,8 @@ class _Planner:
                 continue
             up = given.get(tor.name)
             addrs: list[str | None] = []
-            for i, iface in enumerate((tor.peering.ipv4, tor.peering.ipv6)):
-                if iface is None:
+            for i, subnet in enumerate((tor.peering.ipv4, tor.peering.ipv6)):
+                if subnet is None:
                     addrs.append(None)
                     continue
                 pinned = (up.ipv4 if i == 0 else up.ipv6) if up else None
@@ -314,13 +323,13 @@ class _Planner:
                 if prev is not None:
                     addrs.append(prev)
                     continue
-                got = self.hosts[(tor.name, iface.version)].allocate()
+                got = self.hosts[(tor.name, subnet.version)].allocate()
                 if got is None:
                     self.problems.append(Problem(node.name, f"peering subnet of {tor.name} "
-                                                 f"{iface.network} is full"))
+                                                 f"{subnet.network} is full"))
                     addrs.append(None)
                 else:
-                    addrs.append(str(ipaddress.ip_address(got)))
+                    addrs.append(addr_text(got, subnet.version))
             out.append((tor.name, addrs[0], addrs[1]))
         return tuple(out)
 
@@ -340,9 +349,9 @@ class _Planner:
             tor = tors.get(tor_name)
             if tor is None:
                 continue
-            i4 = IPv4Interface(f"{v4}/{tor.peering.ipv4.network.prefixlen}") if (
+            i4 = cast(IPv4Interface, iface(v4, tor.peering.ipv4.network.prefixlen)) if (
                 v4 and tor.peering.ipv4) else None
-            i6 = IPv6Interface(f"{v6}/{tor.peering.ipv6.network.prefixlen}") if (
+            i6 = cast(IPv6Interface, iface(v6, tor.peering.ipv6.network.prefixlen)) if (
                 v6 and tor.peering.ipv6) else None
             uplinks.append(UplinkPlan(tor.name, i4, i6, tor.peering.unnumbered))
             peers.extend(self._peers(tor, i4, i6, has_v4=bool(e.ipv4_blocks)))
@@ -350,10 +359,10 @@ class _Planner:
         if router_id is None:
             router_id = next((u.ipv4.ip for u in uplinks if u.ipv4 is not None), None)
         if router_id is None and e.ipv4_blocks:
-            router_id = IPv4Network(e.ipv4_blocks[0]).network_address
+            router_id = cast(IPv4Network, parse_net(e.ipv4_blocks[0])).network_address
         if router_id is None:
             self.problems.append(Problem(node.name, "no IPv4 router-id: give routerId"))
-        locator = IPv6Network(e.locator) if e.locator else None
+        locator = cast(IPv6Network, parse_net(e.locator)) if e.locator else None
         sids: list[Sid] = []
         if locator is not None:
             decaps = f.srv6.scope is SegmentScope.NODE or node.role is NodeRole.GATEWAY
@@ -367,8 +376,8 @@ class _Planner:
         return NodePlan(
             name=node.name, site=rack.site, rack=rack.name, role=node.role, asn=asn,
             router_id=router_id, uplinks=tuple(uplinks), peers=tuple(peers),
-            ipv4_blocks=tuple(IPv4Network(b) for b in e.ipv4_blocks),
-            ipv6_blocks=tuple(IPv6Network(b) for b in e.ipv6_blocks),
+            ipv4_blocks=tuple(cast(IPv4Network, parse_net(b)) for b in e.ipv4_blocks),
+            ipv6_blocks=tuple(cast(IPv6Network, parse_net(b)) for b in e.ipv6_blocks),
             locator=locator, sids=tuple(sids),
         )
 
