@@ -23,6 +23,15 @@ def find(plugin: str, path: tuple[str, ...]) -> str:
                    ":".join(path))
 
 
+def supports(plugin: str, path: tuple[str, ...], version: str) -> bool:
+    """Ask the delegate (VERSION) whether it speaks `version`: GC and STATUS need 1.1.0."""
+    try:
+        doc = run(plugin, path, "VERSION", b'{"cniVersion": "%s"}' % version.encode())
+    except CniError:
+        return False
+    return isinstance(doc, dict) and version in (doc.get("supportedVersions") or ())
+
+
 def run(plugin: str, path: tuple[str, ...], command: str, stdin: bytes,
         env_overrides: dict[str, str] | None = None) -> dict[str, Any] | None:
     """Exec the delegate; return its decoded result (None when it printed nothing)."""

@@ -487,11 +487,9 @@ def cmd_gc(env: Env, conf: NetConf) -> None:
     if conf.delegated:
         from cni import delegate
 
-        try:
+        # A delegate older than 1.1.0 knows no GC: the DELs above did its part.
+        if delegate.supports(conf.ipam_type, env.path, "1.1.0"):
             delegate.run(conf.ipam_type, env.path, "GC", conf.raw)
-        except DelegateError as exc:
-            if exc.code not in (1, 4):  # an older delegate that knows no GC: we did its part
-                raise
 
 
 # --- STATUS ------------------------------------------------------------------------------
@@ -504,11 +502,8 @@ def cmd_status(env: Env, conf: NetConf) -> None:
             delegate.find(conf.ipam_type, env.path)
         except CniError as exc:
             raise CniError(NOT_AVAILABLE, exc.msg, exc.details) from None
-        try:
+        if delegate.supports(conf.ipam_type, env.path, "1.1.0"):
             delegate.run(conf.ipam_type, env.path, "STATUS", conf.raw)
-        except DelegateError as exc:
-            if exc.code not in (1, 4):
-                raise
     pl = pools(conf)
     store = _store(conf)
     try:

@@ -1,0 +1,129 @@
+"""A node in a namespace for flatroute-cni: the plugin runs inside it (`ip netns exec`), so
+nothing touches this machine's own namespace, /var/lib/cni or /run/flatroute."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cni.install import install
+from tests.netns_util import Netns, need_tool, sh
+
+REF = "/usr/lib/cni"
+
+
+class Node:
+    def __init__(self, netns: Netns, tmp: Path) -> None:
+        self.netns = netns
+        self.tmp = tmp
+        self.name = netns.add("node")
+        self.tor = netns.add("tor")
+        # An uplink and a default route, as on a real node: proxy ARP answers for the gateway
+        # only when the node has a route to it through another interface.
+        netns.veth(self.name, "up0", self.tor, "up0")
+        sh("ip", "addr", "add", "192.0.2.1/24", "dev", "up0", ns=self.name)
+        sh("ip", "addr", "add", "192.0.2.2/24", "dev", "up0", ns=self.tor)
+        sh("ip", "-6", "addr", "add", "2001:db8::1/64", "dev", "up0", "nodad", ns=self.name)
+        sh("ip", "route", "add", "default", "via", "192.0.2.2", ns=self.name)
+        sh("ip", "-6", "route", "add", "default", "via", "2001:db8::2", ns=self.name)
+        self.bin = tmp / "bin"
+        install(str(self.bin), str(tmp / "net.d"), sys.executable)
+        for plugin in ("host-local", "tuning", "bandwidth", "portmap"):
+            if os.path.exists(f"{REF}/{plugin}"):
+                os.symlink(f"{REF}/{plugin}", self.bin / plugin)
+        self.data = tmp / "data"
+        self.node_file = tmp / "node.json"
+        self.write_node_file(["10.244.0.0/26"], ["fd00:10:244::/122"])
+
+    def write_node_file(self, v4: list[str], v6: list[str], mtu: int = 1400) -> None:
+        self.node_file.write_text(json.dumps({
+            "version": 1, "node": "n1", "podBlocks": {"ipv4": v4, "ipv6": v6},
+            "gateway": {"ipv4": "169.254.1.1", "ipv6": "fe80::1"}, "mtu": mtu,
+            "routeProtocol": 70}))
+
+    def conf(self, version: str = "1.1.0", **extra: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = {"cniVersion": version, "name": "frnet", "type": "flatroute-cni",
+                               "nodeFile": str(self.node_file), "dataDir": str(self.data)}
+        doc.update(extra)
+        return doc
+
+    def pod(self) -> str:
+        return self.netns.add("pod")
+
+    def call(self, command: str, conf: dict[str, Any] | str, cid: str = "", ifname: str = "eth0",
+             pod: str | None = None, plugin: str = "flatroute-cni",
+             env: dict[str, str | None] | None = None) -> tuple[int, dict[str, Any] | None]:
+        e = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_IFNAME": ifname,
+             "CNI_NETNS": f"/run/netns/{pod}" if pod else "", "CNI_PATH": str(self.bin),
+             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")}
+        for key, value in (env or {}).items():
+            if value is None:
+                e.pop(key, None)
+            else:
+                e[key] = value
+        e = {k: v for k, v in e.items() if v != ""}
+        text = conf if isinstance(conf, str) else json.dumps(conf)
+        proc = subprocess.run(["ip", "netns", "exec", self.name, str(self.bin / plugin)],
+                              input=text, capture_output=True, text=True, env=e, timeout=30,
+                              check=False)
+        assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+        out = json.loads(proc.stdout) if proc.stdout.strip() else None
+        return proc.returncode, out
+
+    def ok(self, command: str, conf: dict[str, Any], **kw: Any) -> dict[str, Any] | None:
+        rc, out = self.call(command, conf, **kw)
+        assert rc == 0, out
+        return out
+
+    # -- what is left behind --------------------------------------------------------------
+    def host_veths(self) -> list[str]:
+        out = sh("ip", "-o", "link", "show", ns=self.name).stdout
+        return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines()
+                      if line.split(":")[1].strip().startswith("flr"))
+
+    def our_routes(self) -> list[str]:
+        v4 = sh("ip", "route", "show", "proto", "70", ns=self.name).stdout.splitlines()
+        v6 = sh("ip", "-6", "route", "show", "proto", "70", ns=self.name).stdout.splitlines()
+        return v4 + v6
+
+    def reservations(self) -> list[str]:
+        d = self.data / "frnet" / "ip"
+        return sorted(os.listdir(d)) if d.exists() else []
+
+    def attachments(self) -> list[str]:
+        d = self.data / "frnet" / "att"
+        return sorted(os.listdir(d)) if d.exists() else []
+
+    def assert_clean(self) -> None:
+        assert self.host_veths() == []
+        assert self.our_routes() == []
+        assert self.reservations() == []
+        assert self.attachments() == []
+
+
+def pod_links(pod: str) -> list[str]:
+    out = sh("ip", "-o", "link", "show", ns=pod).stdout
+    return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines())
+
+
+def ping(pod: str, dst: str) -> bool:
+    return subprocess.run(["ip", "netns", "exec", pod, "ping", "-c1", "-W2", dst],
+                          capture_output=True, check=False, timeout=10).returncode == 0
+
+
+@pytest.fixture
+def node(netns: Netns, tmp_path: Path) -> Iterator[Node]:
+    need_tool("ip", "ping", f"{REF}/host-local", f"{REF}/tuning")
+    n = Node(netns, tmp_path)
+    try:
+        yield n
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
