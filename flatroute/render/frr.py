@@ -1,0 +1,199 @@
+"""FRR (8.4+) integrated configuration: one frr.conf for zebra, bgpd and bfdd.
+
+Reviewed against the FRR user guide (https://docs.frrouting.org/en/stable-8.4/bgp.html,
+.../zebra.html, .../bfd.html). Rules the output keeps, because every daemon parses the whole
+file: blocks end with `!` (never `exit`, which would end another daemon's parse early) and no
+command carries a trailing comment.
+"""
+
+from __future__ import annotations
+
+from flatroute.fabric.naming import SERVERS_INTERFACE
+from flatroute.plan.model import Family
+from flatroute.render.common import Feature, RenderedFile, families_of, header_lines
+from flatroute.render.view import (
+    BFD_PROFILE,
+    DEFAULT_V4,
+    DEFAULT_V6,
+    FROM_NODES,
+    MAX_PATHS,
+    NODES_GROUP,
+    NodeSession,
+    PrefixList,
+    RouterView,
+)
+
+NAME = "frr"
+#: FRR expresses everything the fabric can ask
+UNSUPPORTED: dict[Feature, str] = {}
+
+
+def render(view: RouterView) -> list[RenderedFile]:
+    files = [RenderedFile(view.router.name, NAME, f"{view.router.name}.conf",
+                          frr_conf(view, NAME))]
+    if view.end_sid is not None:
+        files.append(RenderedFile(view.router.name, NAME, f"{view.router.name}.srv6.sh",
+                                  srv6_script(view, NAME)))
+    return files
+
+
+def group_of(s: NodeSession) -> str:
+    if s.families == (Family.IPV4,):
+        return f"{NODES_GROUP}-V4"
+    if s.families == (Family.IPV6,):
+        return f"{NODES_GROUP}-V6"
+    return NODES_GROUP
+
+
+def prefix_list_lines(pl: PrefixList) -> list[str]:
+    kw = "ip" if pl.version == 4 else "ipv6"
+    if not pl.rules:
+        return [f"{kw} prefix-list {pl.name} seq 5 deny any"]
+    out = []
+    for i, r in enumerate(pl.rules):
+        extra = ""
+        if r.ge is not None:
+            extra += f" ge {r.ge}"
+        if r.le is not None:
+            extra += f" le {r.le}"
+        out.append(f"{kw} prefix-list {pl.name} seq {5 * (i + 1)} permit {r.prefix}{extra}")
+    return out
+
+
+def frr_conf(view: RouterView, platform: str) -> str:
+    r = view.router
+    bgp = view.bgp
+    out = [f"! {line}".rstrip() for line in header_lines(view, platform)]
+    out += ["!", "frr version 8.4", "frr defaults datacenter", f"hostname {r.name}",
+            "log syslog informational", "!"]
+    # zebra: interfaces
+    if view.servers_v4 or view.servers_v6:
+        out.append(f"interface {SERVERS_INTERFACE}")
+        if view.servers_v4:
+            out.append(f" ip address {view.servers_v4}")
+        if view.servers_v6:
+            out.append(f" ipv6 address {view.servers_v6}")
+        out.append("!")
+    for iface in sorted({lk.interface for lk in view.links}
+                        | {s.interface for s in view.sessions if s.interface}):
+        out += [f"interface {iface}", " ipv6 nd ra-interval 10", " no ipv6 nd suppress-ra",
+                "!"]
+    # shared: policies
+    for pl in view.prefix_lists:
+        out += prefix_list_lines(pl)
+    out.append("!")
+    if view.sessions and view.communities:
+        out.append(f"route-map {FROM_NODES} permit 10")
+        out.append(f" set community {' '.join(view.communities)} additive")
+        out.append("!")
+    # bfdd
+    bfd = bgp.bfd
+    if bfd.enabled:
+        out += ["bfd", f" profile {BFD_PROFILE}", f"  detect-multiplier {bfd.multiplier}",
+                f"  receive-interval {bfd.min_rx_ms}", f"  transmit-interval {bfd.min_tx_ms}",
+                " !", "!"]
+    out += _router_bgp(view)
+    out.append("end")
+    return "\n".join(out) + "\n"
+
+
+def _router_bgp(view: RouterView) -> list[str]:
+    r = view.router
+    bgp = view.bgp
+    out = [f"router bgp {r.asn}", f" bgp router-id {r.router_id}", " bgp log-neighbor-changes",
+           " bgp ebgp-requires-policy", " no bgp default ipv4-unicast",
+           " bgp bestpath as-path multipath-relax", f" timers bgp {bgp.keepalive} {bgp.hold_time}"]
+    if bgp.graceful_restart > 0:
+        out += [" bgp graceful-restart",
+                f" bgp graceful-restart restart-time {bgp.graceful_restart}"]
+    if view.networks:
+        out.append(" no bgp network import-check")
+    grouped = view.peer_group
+    # session settings: on the peer groups for big racks, else on each neighbour
+    targets: list[tuple[str, bool]] = []  # (name, extended next hop)
+    if grouped:
+        for g in sorted({group_of(s) for s in view.sessions}):
+            ext = any(s.extended_nexthop for s in view.sessions if group_of(s) == g)
+            out.append(f" neighbor {g} peer-group")
+            targets.append((g, ext))
+    for s in view.sessions:
+        if s.address is None:
+            out.append(f" neighbor {s.interface} interface remote-as {s.asn}")
+        else:
+            out.append(f" neighbor {s.address} remote-as {s.asn}")
+        if grouped:
+            out.append(f" neighbor {s.peer} peer-group {group_of(s)}")
+        out.append(f" neighbor {s.peer} description node {s.node}")
+        if not grouped:
+            targets.append((s.peer, s.extended_nexthop and s.address is not None))
+    for name, ext in targets:
+        if view.md5 is not None:
+            out.append(f" neighbor {name} password {view.md5}")
+        if bgp.bfd.enabled:
+            out.append(f" neighbor {name} bfd profile {BFD_PROFILE}")
+        if ext:
+            out.append(f" neighbor {name} capability extended-nexthop")
+    for lk in view.links:
+        out.append(f" neighbor {lk.interface} interface remote-as {lk.asn}")
+        out.append(f" neighbor {lk.interface} description {lk.role.value} {lk.neighbor}")
+        if bgp.bfd.enabled:
+            out.append(f" neighbor {lk.interface} bfd profile {BFD_PROFILE}")
+    for fam in families_of(view) or ((Family.IPV6,) if view.networks else ()):
+        out += [" !", f" address-family {fam.value} unicast", f"  maximum-paths {MAX_PATHS}"]
+        if fam is Family.IPV6:
+            out += [f"  network {n}" for n in view.networks]
+            out += [f"  aggregate-address {a}" for a in view.aggregates]
+        out += _af_nodes(view, fam)
+        for lk in view.links:
+            if fam not in lk.families:
+                continue
+            imp, exp = ((lk.import_v4, lk.export_v4) if fam is Family.IPV4
+                        else (lk.import_v6, lk.export_v6))
+            out.append(f"  neighbor {lk.interface} activate")
+            if imp:
+                out.append(f"  neighbor {lk.interface} prefix-list {imp} in")
+            if exp:
+                out.append(f"  neighbor {lk.interface} prefix-list {exp} out")
+        out.append(" exit-address-family")
+    out.append("!")
+    return out
+
+
+def _af_nodes(view: RouterView, fam: Family) -> list[str]:
+    out: list[str] = []
+    sessions = [s for s in view.sessions if fam in s.families]
+    default = DEFAULT_V4 if fam is Family.IPV4 else DEFAULT_V6
+    common = ["activate", "default-originate", f"prefix-list {default} out",
+              f"maximum-prefix {view.bgp.max_prefixes}"]
+    if view.communities:
+        common.append(f"route-map {FROM_NODES} in")
+    if view.peer_group:
+        for g in sorted({group_of(s) for s in sessions}):
+            out += [f"  neighbor {g} {c}" for c in common]
+    for s in sessions:
+        if not view.peer_group:
+            out += [f"  neighbor {s.peer} {c}" for c in common]
+        accept = s.accept_v4 if fam is Family.IPV4 else s.accept_v6
+        out.append(f"  neighbor {s.peer} prefix-list {accept} in")
+    return out
+
+
+def srv6_script(view: RouterView, platform: str) -> str:
+    """FRR 8.4 cannot program static SRv6 SIDs: a shell companion installs the End SID."""
+    assert view.end_sid is not None
+    out = ["#!/bin/sh"]
+    out += [f"# {line}".rstrip() for line in header_lines(view, platform)]
+    out += [
+        "#",
+        f"# The SRv6 End SID of {view.router.name}: FRR 8.4 (bgpd, zebra) cannot program static",
+        "# SRv6 SIDs, so run this once at boot, next to the FRR configuration. Idempotent.",
+        "set -eu",
+        "sysctl -qw net.ipv6.conf.all.forwarding=1",
+        "sysctl -qw net.ipv6.conf.all.seg6_enabled=1",
+        "sysctl -qw net.ipv6.conf.default.seg6_enabled=1",
+        "for f in /proc/sys/net/ipv6/conf/*/seg6_enabled; do echo 1 > \"$f\"; done",
+        "ip link set lo up",
+        f"ip -6 route replace {view.end_sid}/128 encap seg6local action End dev lo",
+    ]
+    return "\n".join(out) + "\n"
+

@@ -1,0 +1,339 @@
+"""What one router must be told, platform-neutral: built from the fabric and its plan.
+
+Every platform renderer reads a `RouterView` and nothing else, so the five templates cannot
+disagree about *what* a router does, only about how its platform spells it.
+
+Roles and sessions:
+- ToR: one session per node session of the plan (the node's side is `PeerPlan`), plus
+  unnumbered IPv6 link-local sessions to every spine of its site, or to every WAN router when the
+  site has no spines.
+- spine: unnumbered sessions to every ToR of its site and to every WAN router.
+- WAN router: unnumbered sessions to the site border routers (spines, or ToRs without spines);
+  IPv6 unicast only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
+
+from flatroute import __version__
+from flatroute.fabric.model import BgpOptions, Fabric, Router
+from flatroute.fabric.naming import SERVERS_INTERFACE, ifname
+from flatroute.plan.model import FUNCTION, Behavior, Family, Plan, Prefix
+
+#: racks with more nodes than this get a peer group (shared settings, per-node ASN and filters)
+PEER_GROUP_THRESHOLD = 8
+#: ECMP width asked of every platform
+MAX_PATHS = 64
+#: the placeholder written instead of the MD5 secret without --with-secrets
+MD5_PLACEHOLDER = "FLATROUTE-MD5-PLACEHOLDER"
+
+# Policy names, shared by every platform (upper case, no spaces: valid everywhere).
+DEFAULT_V4 = "FR-DEFAULT-V4"
+DEFAULT_V6 = "FR-DEFAULT-V6"
+SITE_V4 = "FR-SITE-V4"  # the site's pod blocks (and, v6, its node locators): ToR -> spine
+SITE_V6 = "FR-SITE-V6"
+FABRIC_V6 = "FR-FABRIC-V6"  # SITE_V6 plus every other locator: spine -> ToR
+TO_WAN = "FR-TO-WAN-V6"  # this site's locator block and node locators
+FROM_WAN = "FR-FROM-WAN-V6"  # other sites' locators and the WAN routers' locators
+ALL_LOCATORS = "FR-LOCATORS-V6"  # WAN router export
+FROM_NODES = "FR-FROM-NODES"  # route map setting the fabric's communities
+NODES_GROUP = "FR-NODES"  # peer group for big racks
+BFD_PROFILE = "flatroute"
+
+
+class Role(StrEnum):
+    TOR = "tor"
+    SPINE = "spine"
+    WAN = "wan"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One prefix-list entry: permit `prefix` with lengths from `ge` to `le` (None: exact)."""
+
+    prefix: Prefix
+    ge: int | None = None
+    le: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixList:
+    name: str
+    version: int  # 4 or 6
+    rules: tuple[Rule, ...]
+
+
+def node_list_name(node: str, version: int) -> str:
+    return f"FR-NODE-{node.upper()}-V{version}"
+
+
+def site_list_name(site: str) -> str:
+    return f"FR-FROM-{site.upper()}-V6"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSession:
+    """The ToR's side of one node session."""
+
+    node: str
+    asn: int
+    address: IPv4Address | IPv6Address | None  # None: unnumbered on `interface`
+    interface: str | None
+    families: tuple[Family, ...]
+    extended_nexthop: bool  # IPv4 routes over this IPv6 session (RFC 8950)
+    accept_v4: str | None  # prefix-list names
+    accept_v6: str | None
+
+    @property
+    def peer(self) -> str:
+        """How the platform names the neighbour: its address, or the interface."""
+        return str(self.address) if self.address is not None else str(self.interface)
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An unnumbered (IPv6 link-local) session to another router."""
+
+    neighbor: str
+    role: Role
+    interface: str
+    asn: int
+    families: tuple[Family, ...]
+    import_v4: str | None
+    export_v4: str | None
+    import_v6: str | None
+    export_v6: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RouterView:
+    fabric: str
+    source: str
+    version: str
+    router: Router
+    role: Role
+    path: str  # field path of the router in the fabric, for errors
+    site: str | None
+    rack: str | None
+    bgp: BgpOptions
+    sessions: tuple[NodeSession, ...]
+    links: tuple[Link, ...]
+    prefix_lists: tuple[PrefixList, ...]
+    aggregates: tuple[IPv6Network, ...]  # announced (with their contributors) toward the WAN
+    networks: tuple[IPv6Network, ...]  # originated: the router's own locator
+    end_sid: IPv6Address | None
+    md5: str | None  # the secret, the placeholder, or None when the fabric asks for no MD5
+    md5_is_secret: bool
+    must_supply: tuple[str, ...]
+    servers_v4: IPv4Interface | None
+    servers_v6: IPv6Interface | None
+
+    @property
+    def peer_group(self) -> bool:
+        return len({s.node for s in self.sessions}) > PEER_GROUP_THRESHOLD
+
+    def lists(self, version: int) -> tuple[PrefixList, ...]:
+        return tuple(p for p in self.prefix_lists if p.version == version)
+
+    @property
+    def communities(self) -> tuple[str, ...]:
+        return self.bgp.communities
+
+
+def _pool_rule(pool: Prefix, size: int) -> Rule:
+    if size <= pool.prefixlen:
+        return Rule(pool)
+    return Rule(pool, size, size)
+
+
+def _locator_rules(block: IPv6Network | None, length: int) -> list[Rule]:
+    if block is None:
+        return []
+    return [Rule(block), Rule(block, length, length)]
+
+
+def build_views(fabric: Fabric, plan: Plan, secret: str | None) -> list[RouterView]:
+    """One view per router of the fabric (ToRs, spines, WAN routers), in a stable order."""
+    return _Builder(fabric, plan, secret).views()
+
+
+class _Builder:
+    def __init__(self, fabric: Fabric, plan: Plan, secret: str | None) -> None:
+        self.f = fabric
+        self.p = plan
+        self.secret = secret
+        self.loc_len = fabric.srv6.locator_length
+        self.wan_locators = [w.locator for w in fabric.wan_routers if w.locator is not None]
+
+    def views(self) -> list[RouterView]:
+        f = self.f
+        out: list[RouterView] = []
+        for si, site in enumerate(f.sites):
+            for ri, rack in enumerate(site.racks):
+                for ti, tor in enumerate(rack.tors):
+                    path = f"spec.sites[{si}].racks[{ri}].tors[{ti}]"
+                    out.append(self._tor(tor, path, site.name, rack.name))
+            for pi, spine in enumerate(site.spines):
+                out.append(self._spine(spine, f"spec.sites[{si}].spines[{pi}]", site.name))
+        for wi, wan in enumerate(f.wan_routers):
+            out.append(self._wan(wan, f"spec.wan.routers[{wi}]"))
+        return out
+
+    # -- policies -----------------------------------------------------------------------------
+    def _site_lists(self, site_name: str) -> list[PrefixList]:
+        f = self.f
+        site = f.site(site_name)
+        v4 = [_pool_rule(p, f.pods.ipv4_block_size) for p in site.ipv4_pools]
+        v6 = [_pool_rule(p, f.pods.ipv6_block_size) for p in site.ipv6_pools]
+        v6 += _locator_rules(site.locator_block, self.loc_len)
+        fabric6 = list(v6)
+        for other in f.sites:
+            if other.name != site_name:
+                fabric6 += _locator_rules(other.locator_block, self.loc_len)
+        fabric6 += [Rule(w) for w in self.wan_locators]
+        return [PrefixList(SITE_V4, 4, tuple(v4)), PrefixList(SITE_V6, 6, tuple(v6)),
+                PrefixList(FABRIC_V6, 6, tuple(fabric6))]
+
+    def _wan_lists(self, site_name: str) -> list[PrefixList]:
+        f = self.f
+        site = f.site(site_name)
+        to_wan = _locator_rules(site.locator_block, self.loc_len)
+        from_wan: list[Rule] = []
+        for other in f.sites:
+            if other.name != site_name:
+                from_wan += _locator_rules(other.locator_block, self.loc_len)
+        from_wan += [Rule(w) for w in self.wan_locators]
+        return [PrefixList(TO_WAN, 6, tuple(to_wan)), PrefixList(FROM_WAN, 6, tuple(from_wan))]
+
+    def _border_links(self) -> list[Link]:
+        return [Link(w.name, Role.WAN, "", w.asn, (Family.IPV6,), None, None, FROM_WAN, TO_WAN)
+                for w in self.f.wan_routers]
+
+    # -- routers ------------------------------------------------------------------------------
+    def _tor(self, tor: Router, path: str, site_name: str, rack_name: str) -> RouterView:
+        f = self.f
+        site = f.site(site_name)
+        sessions: list[NodeSession] = []
+        lists: list[PrefixList] = [
+            PrefixList(DEFAULT_V4, 4, (Rule(IPv4Network("0.0.0.0/0")),)),
+            PrefixList(DEFAULT_V6, 6, (Rule(IPv6Network("::/0")),)),
+        ]
+        for node in self.p.nodes:
+            peers = [pp for pp in node.peers if pp.tor == tor.name]
+            if not peers:
+                continue
+            acc4 = acc6 = None
+            if node.ipv4_blocks:
+                acc4 = node_list_name(node.name, 4)
+                lists.append(PrefixList(acc4, 4, tuple(Rule(b) for b in node.ipv4_blocks)))
+            v6 = [*node.ipv6_blocks, *([node.locator] if node.locator else [])]
+            if v6:
+                acc6 = node_list_name(node.name, 6)
+                lists.append(PrefixList(acc6, 6, tuple(Rule(b) for b in v6)))
+            for pp in peers:
+                unnumbered = pp.address is None
+                iface = tor.port_for(node.name, ifname(node.name)) if unnumbered else None
+                ext = unnumbered or (Family.IPV4 in pp.families and pp.local_address is not None
+                                     and pp.local_address.version == 6)
+                sessions.append(NodeSession(
+                    node.name, node.asn or 0, pp.local_address, iface, pp.families, ext,
+                    acc4 if Family.IPV4 in pp.families else None,
+                    acc6 if Family.IPV6 in pp.families else None))
+        links: list[Link] = []
+        if site.spines:
+            lists += self._site_lists(site_name)
+            for sp in site.spines:
+                links.append(Link(sp.name, Role.SPINE, "", sp.asn, (Family.IPV4, Family.IPV6),
+                                  SITE_V4, SITE_V4, FABRIC_V6, SITE_V6))
+        elif f.wan_routers:
+            lists += self._wan_lists(site_name)
+            links += self._border_links()
+        aggregates = (site.locator_block,) if (
+            f.wan_routers and not site.spines and site.locator_block) else ()
+        return self._view(tor, Role.TOR, path, site_name, rack_name, sessions, links, lists,
+                          aggregates)
+
+    def _spine(self, spine: Router, path: str, site_name: str) -> RouterView:
+        f = self.f
+        site = f.site(site_name)
+        lists = self._site_lists(site_name)
+        links = [Link(t.name, Role.TOR, "", t.asn, (Family.IPV4, Family.IPV6),
+                      SITE_V4, SITE_V4, SITE_V6, FABRIC_V6)
+                 for rack in site.racks for t in rack.tors]
+        if f.wan_routers:
+            lists += self._wan_lists(site_name)
+            links += self._border_links()
+        aggregates = (site.locator_block,) if f.wan_routers and site.locator_block else ()
+        return self._view(spine, Role.SPINE, path, site_name, None, [], links, lists, aggregates)
+
+    def _wan(self, wan: Router, path: str) -> RouterView:
+        f = self.f
+        all_rules: list[Rule] = []
+        lists: list[PrefixList] = []
+        links: list[Link] = []
+        for site in f.sites:
+            rules = _locator_rules(site.locator_block, self.loc_len)
+            all_rules += rules
+            name = site_list_name(site.name)
+            lists.append(PrefixList(name, 6, tuple(rules)))
+            borders = site.spines or tuple(t for r in site.racks for t in r.tors)
+            links += [Link(b.name, Role.SPINE if site.spines else Role.TOR, "", b.asn,
+                           (Family.IPV6,), None, None, name, ALL_LOCATORS) for b in borders]
+        all_rules += [Rule(w) for w in self.wan_locators]
+        lists.append(PrefixList(ALL_LOCATORS, 6, tuple(all_rules)))
+        return self._view(wan, Role.WAN, path, None, None, [], links, lists, ())
+
+    def _view(self, router: Router, role: Role, path: str, site: str | None, rack: str | None,
+              sessions: list[NodeSession], links: list[Link], lists: list[PrefixList],
+              aggregates: tuple[IPv6Network | None, ...]) -> RouterView:
+        f = self.f
+        links = [Link(lk.neighbor, lk.role, router.port_for(lk.neighbor, ifname(lk.neighbor)),
+                      lk.asn, lk.families, lk.import_v4, lk.export_v4, lk.import_v6,
+                      lk.export_v6) for lk in links]
+        must: list[str] = []
+        md5: str | None = None
+        md5_secret = False
+        if f.bgp.md5 is not None and sessions:
+            if self.secret is not None:
+                md5, md5_secret = self.secret, True
+            else:
+                md5 = MD5_PLACEHOLDER
+                must.append(f"the BGP MD5 secret ({f.bgp.md5.describe()}): replace "
+                            f"{MD5_PLACEHOLDER}, or render with --with-secrets")
+        if role is Role.TOR and not router.peering.unnumbered:
+            addrs = " and ".join(str(a) for a in (router.peering.ipv4, router.peering.ipv6) if a)
+            must.append(f"the server-facing interface {SERVERS_INTERFACE!r} (SVI) with {addrs}")
+        names = sorted({lk.interface for lk in links} | {
+            s.interface for s in sessions if s.interface})
+        if names:
+            must.append("IPv6 enabled (link-local, router advertisements) on the links "
+                        + ", ".join(names) + (" (add `ports:` to this router in the fabric "
+                                              "to use the real port names)" if not
+                                              router.ports else ""))
+        end_sid = None
+        networks: tuple[IPv6Network, ...] = ()
+        if router.locator is not None:
+            networks = (router.locator,)
+            end_sid = IPv6Address(int(router.locator.network_address) + FUNCTION[Behavior.END])
+            must.append(f"the SRv6 End SID {end_sid} of locator {router.locator} "
+                        "(not expressible in BGP configuration: see the companion "
+                        ".srv6.sh file for Linux-based routers)")
+        return RouterView(
+            fabric=f.name, source=f.source, version=__version__, router=router, role=role,
+            path=path, site=site, rack=rack, bgp=f.bgp, sessions=tuple(sessions),
+            links=tuple(links), prefix_lists=tuple(lists),
+            aggregates=tuple(a for a in aggregates if a is not None), networks=networks,
+            end_sid=end_sid, md5=md5, md5_is_secret=md5_secret, must_supply=tuple(must),
+            servers_v4=router.peering.ipv4 if role is Role.TOR else None,
+            servers_v6=router.peering.ipv6 if role is Role.TOR else None,
+        )
