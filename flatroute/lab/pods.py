@@ -1,0 +1,70 @@
+"""Pods in the lab: a namespace each, attached by exec'ing the real `flatroute-cni` exactly as
+a container runtime does (CNI_* environment, network config on stdin, netns path)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from flatroute.errors import FlatrouteError
+from flatroute.lab import host
+from flatroute.lab.state import PodRecord
+from flatroute.lab.topology import Pod, Topology
+
+IFNAME = "eth0"
+
+
+class PodError(FlatrouteError):
+    """The CNI plugin refused or failed a pod."""
+
+
+def cni_conf(node_dir: Path) -> dict[str, Any]:
+    return {"cniVersion": "1.1.0", "name": "flatroute", "type": "flatroute",
+            "nodeFile": str(node_dir / "node.json"), "dataDir": str(node_dir / "ipam")}
+
+
+def cni_exec(command: str, pod: Pod, node_ns: str, node_dir: Path,
+             *, netns: bool = True) -> dict[str, Any]:
+    plugin = shutil.which("flatroute-cni")
+    if plugin is None:
+        raise PodError("flatroute-cni is not installed")
+    env = [f"CNI_COMMAND={command}", f"CNI_CONTAINERID={pod.container_id}",
+           f"CNI_IFNAME={IFNAME}", f"CNI_PATH={Path(plugin).parent}:/usr/lib/cni"]
+    if netns:
+        env.append(f"CNI_NETNS=/var/run/netns/{pod.ns}")
+    proc = host.run(host.in_ns(node_ns, ["env", *env, plugin]),
+                    input=json.dumps(cni_conf(node_dir)), check=False, timeout=30)
+    out = proc.stdout.strip()
+    if proc.returncode != 0:
+        try:
+            err = json.loads(out)
+            raise PodError(f"CNI {command} {pod.name}: code {err.get('code')}: {err.get('msg')}"
+                           f"{': ' + err['details'] if err.get('details') else ''}")
+        except ValueError:
+            raise PodError(f"CNI {command} {pod.name}: {out or proc.stderr.strip()}") from None
+    result: dict[str, Any] = json.loads(out) if out else {}
+    return result
+
+
+def add(pod: Pod, topo: Topology, lab_dir: Path) -> PodRecord:
+    node_ns = next(n.ns for n in topo.nodes if n.name == pod.node)
+    host.netns_add([pod.ns])
+    host.sysctl(pod.ns, {"net.ipv6.conf.default.accept_dad": "0",
+                         "net.ipv6.conf.all.accept_dad": "0"})
+    host.ip_batch(pod.ns, ["link set lo up"])
+    result = cni_exec("ADD", pod, node_ns, lab_dir / "nodes" / pod.node)
+    record = PodRecord(pod.name, pod.node, pod.ns, pod.container_id)
+    for ip in result.get("ips", []):
+        address = str(ip.get("address", "")).split("/")[0]
+        if ":" in address:
+            record.ipv6 = address
+        elif address:
+            record.ipv4 = address
+    return record
+
+
+def delete(record: PodRecord, topo_node_ns: str, lab_dir: Path) -> None:
+    pod = Pod(record.name, record.node, record.ns, record.container_id)
+    cni_exec("DEL", pod, topo_node_ns, lab_dir / "nodes" / record.node, netns=False)

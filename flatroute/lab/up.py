@@ -1,0 +1,263 @@
+"""`flatroute lab up`: build the fabric in namespaces and start every real component.
+
+Order: validate -> controller (static mode) plans and publishes -> namespaces, links,
+addresses -> FRR routers with their rendered configs -> speakers -> pods via the CNI plugin.
+Everything is recorded in the lab state before it is made; a failure rolls back what was made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from flatroute.errors import FlatrouteError
+from flatroute.fabric import load_fabric
+from flatroute.fabric.model import Fabric
+from flatroute.lab import frr, host, pods
+from flatroute.lab.state import DEFAULT_ROOT, LabState, Proc, lab_dir, load
+from flatroute.lab.topology import Role, Topology, build
+from flatroute.plan import load_ledger, plan
+from flatroute.plan.model import Plan
+
+Say = Callable[[str], None]
+
+NODE_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv6.conf.default.accept_dad": "0",
+    "net.ipv6.conf.all.accept_dad": "0",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+    # A dead link must take its next hop out of ECMP at once, not after the BGP hold time.
+    "net.ipv4.conf.all.ignore_routes_with_linkdown": "1",
+    "net.ipv6.conf.all.ignore_routes_with_linkdown": "1",
+    "net.ipv6.conf.all.seg6_enabled": "1",
+    "net.ipv6.conf.default.seg6_enabled": "1",
+}
+ROUTER_SYSCTLS = {**NODE_SYSCTLS}
+POD_SYSCTLS = {"net.ipv6.conf.default.accept_dad": "0", "net.ipv6.conf.all.accept_dad": "0"}
+
+
+class LabError(FlatrouteError):
+    """The lab could not be built or used."""
+
+
+def flatroute_cmd() -> list[str]:
+    exe = shutil.which("flatroute")
+    return [exe] if exe else [sys.executable, "-m", "flatroute.cli"]
+
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, veth links, FRR)")
+    missing = frr.missing_tools()
+    for tool in ("ip", "flatroute-cni", "tcpdump"):
+        if shutil.which(tool) is None:
+            missing.append(tool)
+    try:
+        import exabgp  # noqa: F401
+    except ImportError:
+        missing.append("exabgp (python package)")
+    if missing:
+        raise LabError(f"missing tools: {', '.join(missing)} (run scripts/install-deps)")
+
+
+def lab_fabric(fabric_path: Path, directory: Path) -> tuple[Fabric, Path]:
+    """Copy the fabric into the lab; point an MD5 secretRef at a secret the lab makes."""
+    fabric = load_fabric(fabric_path)
+    doc = yaml.safe_load(fabric_path.read_text())
+    copy = directory / "fabric.yaml"
+    md5 = (doc.get("spec", {}).get("bgp") or {}).get("md5")
+    if md5 is not None:
+        secret = directory / "bgp-md5.secret"
+        secret.write_text(secrets.token_hex(12) + "\n")
+        secret.chmod(0o600)
+        doc["spec"]["bgp"]["md5"] = {"secretRef": {"file": str(secret)}}
+    copy.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return (load_fabric(copy) if md5 is not None else fabric), copy
+
+
+def up(fabric_path: Path, *, prefix: str, pods_per_node: int, say: Say,
+       root: Path = DEFAULT_ROOT, kubernetes: bool = False) -> LabState:
+    started = time.monotonic()
+    load_fabric(fabric_path)  # refuse bad input before anything is built
+    preflight()
+    existing = load(prefix, root)
+    clash = sorted(n for n in host.netns_list() if n.startswith(f"{prefix}-"))
+    if existing is not None or clash:
+        raise LabError(f"a lab with prefix {prefix!r} exists already "
+                       f"({len(clash)} namespaces): run `flatroute lab down --prefix {prefix}`")
+    directory = lab_dir(prefix, root)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = LabState(prefix, str(directory), str(fabric_path.resolve()))
+    state.kubernetes = kubernetes
+    state.pods_per_node = pods_per_node
+    state.save()
+    try:
+        _build(state, fabric_path, pods_per_node, say)
+    except BaseException as exc:
+        say(f"lab up failed: {exc}; rolling back")
+        from flatroute.lab.down import down
+
+        down(prefix, say=lambda _m: None, root=root)
+        raise
+    state.phase = "up"
+    state.up_seconds = round(time.monotonic() - started, 2)
+    state.save()
+    return state
+
+
+def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> None:
+    directory = state.dir
+    fabric, copy = lab_fabric(fabric_path, directory)
+    state.fabric_copy = str(copy)
+    state_dir = directory / "state"
+    say(f"[1/6] controller: planning {fabric.name} ({len(fabric.nodes)} nodes) in static mode")
+    once = host.run([*flatroute_cmd(), "controller", "run", "--fabric", str(copy),
+                     "--state-dir", str(state_dir), "--once"], check=False, timeout=120)
+    if once.returncode != 0:
+        raise LabError(f"controller failed: {(once.stderr or once.stdout).strip()}")
+    the_plan = plan(fabric, load_ledger(state_dir / "ledger.json"))
+    topo = build(fabric, the_plan, state.prefix, pods_per_node)
+    _start(state, "controller", None, [*flatroute_cmd(), "controller", "run", "--fabric",
+                                       str(copy), "--state-dir", str(state_dir),
+                                       "--interval", "2"])
+    say(f"[2/6] network: {len(topo.routers)} routers, {len(topo.nodes)} nodes, "
+        f"{len(topo.links)} links")
+    _network(state, topo)
+    say("[3/6] routers: FRR with the configs `flatroute render --platform frr` produces")
+    _routers(state, topo, fabric, the_plan)
+    say("[4/6] speakers: one per node, real ExaBGP toward its ToRs")
+    for node in topo.nodes:
+        ndir = directory / "nodes" / node.name
+        _start(state, f"{node.name}/speaker", node.ns, [
+            *flatroute_cmd(), "speaker", "run", "--node", node.name,
+            "--state-dir", str(state_dir), "--run-dir", str(ndir / "run"),
+            "--node-file", str(ndir / "node.json")])
+    _wait_sessions(topo, directory)
+    say(f"[5/6] pods: {len(topo.pods)} through the real flatroute-cni (ADD, as a runtime does)")
+    for node in topo.nodes:
+        _wait_file(directory / "nodes" / node.name / "node.json", 30,
+                   f"speaker of {node.name} wrote no node file")
+    for pod in topo.pods:
+        state.namespaces.append(pod.ns)
+        state.save()
+        record = pods.add(pod, topo, directory)
+        state.pods.append(record)
+        state.save()
+    say("[6/6] converging: waiting for every node's routes on its ToRs")
+    _wait_routes(topo, the_plan, directory)
+
+
+def _start(state: LabState, name: str, ns: str | None, cmd: list[str]) -> None:
+    log = state.dir / "logs" / f"{name.replace('/', '.')}.log"
+    pid = host.spawn(ns, cmd, log)
+    state.processes.append(Proc(name, pid, ns, str(log)))
+    state.save()
+
+
+def _network(state: LabState, topo: Topology) -> None:
+    names = [r.ns for r in topo.routers] + [n.ns for n in topo.nodes]
+    state.namespaces.extend(names)
+    state.save()
+    host.netns_add(names)
+    for ns in names:
+        host.sysctl(ns, ROUTER_SYSCTLS)
+    host.ip_batch(None, [
+        f"link add {link.a_if} netns {link.a_ns} type veth peer name {link.b_if} "
+        f"netns {link.b_ns}" for link in topo.links])
+    per_ns: dict[str, list[str]] = {ns: ["link set lo up"] for ns in names}
+    for ns, bridge in topo.bridges:
+        per_ns[ns] += [f"link add {bridge} type bridge", f"link set {bridge} up"]
+    for link in topo.links:
+        per_ns[link.a_ns].append(f"link set {link.a_if} up")
+        if link.bridge_b:
+            per_ns[link.b_ns].append(f"link set {link.b_if} master {link.bridge_b}")
+        per_ns[link.b_ns].append(f"link set {link.b_if} up")
+    for addr in topo.addresses:
+        extra = " nodad" if ":" in addr.cidr else ""
+        per_ns[addr.ns].append(f"addr add {addr.cidr} dev {addr.ifname}{extra}")
+    for ns, lines in per_ns.items():
+        host.ip_batch(ns, lines)
+
+
+def _routers(state: LabState, topo: Topology, fabric: Fabric, the_plan: Plan) -> None:
+    from flatroute.render import render
+
+    files = render(fabric, the_plan, platform="frr", with_secrets=fabric.bgp.md5 is not None)
+    by_router: dict[str, dict[str, str]] = {}
+    for f in files:
+        by_router.setdefault(f.router, {})[f.name] = f.text
+    for r in topo.routers:
+        texts = by_router.get(r.name, {})
+        conf = next((t for n, t in texts.items() if n.endswith(".conf")), None)
+        if conf is None:
+            raise LabError(f"render produced no FRR config for {r.name}")
+        rdir = state.dir / "routers" / r.name
+        for proc in frr.start(r.ns, r.name, conf, rdir):
+            state.processes.append(proc)
+        state.save()
+        script = next((t for n, t in texts.items() if n.endswith(".sh")), None)
+        if script is not None:
+            (rdir / "srv6.sh").write_text(script)
+            host.run(host.in_ns(r.ns, ["sh", str(rdir / "srv6.sh")]))
+
+
+def _wait_file(path: Path, timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise LabError(message)
+        time.sleep(0.1)
+
+
+def _wait_sessions(topo: Topology, directory: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    routers = list(topo.routers)
+    pending: list[str] = []
+    while time.monotonic() < deadline:
+        pending = []
+        for r in routers:
+            peers = frr.bgp_summary(directory / "routers" / r.name)
+            if not peers:
+                pending.append(f"{r.name}: no BGP yet")
+            pending += [f"{r.name} -> {p}: {i['state']}" for p, i in peers.items()
+                        if i["state"] != "Established"]
+        if not pending:
+            return
+        time.sleep(0.3)
+    raise LabError("BGP sessions did not come up in time: " + "; ".join(pending[:8]))
+
+
+def _wait_routes(topo: Topology, the_plan: Plan, directory: Path, timeout: float = 30) -> None:
+    """Every ToR has each of its nodes' pod blocks in its RIB."""
+    deadline = time.monotonic() + timeout
+    missing: list[str] = []
+    tors = {r.name: r for r in topo.routers if r.role is Role.TOR}
+    while time.monotonic() < deadline:
+        missing = []
+        for n in the_plan.nodes:
+            for up in n.uplinks:
+                if up.tor not in tors:
+                    continue
+                out = host.run(["vtysh", "--vty_socket", str(directory / "routers" / up.tor),
+                                "-c", "show bgp ipv4 unicast json"], check=False).stdout
+                try:
+                    routes = json.loads(out or "{}").get("routes", {})
+                except ValueError:
+                    routes = {}
+                missing += [f"{b} on {up.tor}" for b in n.ipv4_blocks if str(b) not in routes]
+        if not missing:
+            return
+        time.sleep(0.3)
+    raise LabError("routes did not converge: missing " + ", ".join(missing[:8]))
+
+
