@@ -1,0 +1,41 @@
+"""The lab's topology is derived purely from the fabric and its plan."""
+
+from __future__ import annotations
+
+from flatroute.fabric import load_fabric
+from flatroute.lab.topology import Role, build
+from flatroute.plan import plan
+from tests.conftest import EXAMPLES
+
+
+def test_two_site_topology() -> None:
+    f = load_fabric(EXAMPLES / "two-site.yaml")
+    topo = build(f, plan(f), "fx", 2)
+    roles = {r.name: r.role for r in topo.routers}
+    assert roles["wan1"] is Role.WAN
+    assert roles["tk-r1-a"] is Role.TOR
+    # no spines: every ToR links to the WAN router
+    assert {lk.a for lk in topo.links if lk.b == "wan1"} == {"tk-r1-a", "tk-r1-b", "os-r1-a",
+                                                              "os-r1-b"}
+    # dual-homed nodes: one link per ToR, enslaved to the ToR's server SVI
+    node_links = [lk for lk in topo.links if lk.a == "tk-n1"]
+    assert {lk.b for lk in node_links} == {"tk-r1-a", "tk-r1-b"}
+    assert all(lk.bridge_b == "servers" and lk.a_if == lk.b for lk in node_links)
+    assert ("fx-tk-r1-a", "servers") in topo.bridges
+    cidrs = {(a.ns, a.ifname, a.cidr) for a in topo.addresses}
+    assert ("fx-tk-n1", "tk-r1-a", "10.1.1.11/24") in cidrs
+    assert ("fx-tk-r1-a", "servers", "fd00:1:1::1/64") in cidrs
+    assert len(topo.pods) == 8
+    assert topo.ns_of("tk-n1-p1") == "fx-tk-n1-p1"
+    assert len(set(topo.namespaces())) == len(topo.namespaces()) == 5 + 4 + 8
+    assert all(len(lk.a_if) <= 15 and len(lk.b_if) <= 15 for lk in topo.links)
+
+
+def test_leaf_spine_topology_links_tors_to_spines() -> None:
+    f = load_fabric(EXAMPLES / "leaf-spine.yaml")
+    topo = build(f, plan(f), "fx", 0)
+    spine_links = {(lk.a, lk.b) for lk in topo.links if lk.b.startswith("spine")}
+    assert len(spine_links) == 4 * 2
+    assert topo.link("r1-leaf1~spine2") is not None
+    assert topo.link("spine2~r1-leaf1") is not None
+    assert not topo.pods
