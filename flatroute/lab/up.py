@@ -135,6 +135,7 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
     _network(state, topo)
     say("[3/6] routers: FRR with the configs `flatroute render --platform frr` produces")
     _routers(state, topo, fabric, the_plan)
+    _fault_point("routers")
     say("[4/6] speakers: one per node, real ExaBGP toward its ToRs")
     for node in topo.nodes:
         ndir = directory / "nodes" / node.name
@@ -155,6 +156,12 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
         state.save()
     say("[6/6] converging: waiting for every node's routes on its ToRs")
     _wait_routes(topo, the_plan, directory)
+
+
+def _fault_point(step: str) -> None:
+    """Test hook: FLATROUTE_LAB_FAIL_AT=<step> makes `up` fail there, to prove the rollback."""
+    if os.environ.get("FLATROUTE_LAB_FAIL_AT") == step:
+        raise LabError(f"injected failure at step {step!r} (FLATROUTE_LAB_FAIL_AT)")
 
 
 def _start(state: LabState, name: str, ns: str | None, cmd: list[str]) -> None:

@@ -1,0 +1,194 @@
+"""`flatroute lab` end to end, as a user runs it: up, test, status, exec, fail/heal, down."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES
+from tests.netns_util import need_root, need_tool, unique
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+LAB_ROOT = Path("/run/flatroute/lab")
+
+
+def flatroute(*args: str, timeout: float = 180,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("flatroute")
+    cmd = [exe] if exe else [sys.executable, "-m", "flatroute.cli"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout,
+                          check=False, env={**os.environ, **(env or {})})
+
+
+def namespaces(prefix: str) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                         check=False).stdout
+    return [ln.split()[0] for ln in out.splitlines() if ln.startswith(f"{prefix}-")]
+
+
+class Lab:
+    def __init__(self, fabric: str, pods: int = 2) -> None:
+        self.prefix = unique("lt")
+        self.fabric = str(EXAMPLES / fabric)
+        self.pods = pods
+
+    def run(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+        return flatroute("lab", *args, "--prefix", self.prefix, **kw)  # type: ignore[arg-type]
+
+    def up(self) -> subprocess.CompletedProcess[str]:
+        return self.run("up", self.fabric, "--pods", str(self.pods))
+
+    def exec(self, name: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+        return self.run("exec", name, "--", *cmd)
+
+
+@pytest.fixture
+def lab_factory() -> Iterator[list[Lab]]:
+    need_root()
+    need_tool("/usr/lib/frr/bgpd", "/usr/lib/frr/zebra", "vtysh", "tcpdump", "flatroute-cni")
+    labs: list[Lab] = []
+    try:
+        yield labs
+    finally:
+        for lab in labs:
+            lab.run("down")
+
+
+def assert_gone(lab: Lab) -> None:
+    assert namespaces(lab.prefix) == []
+    assert not (LAB_ROOT / lab.prefix).exists()
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True,
+                        check=False).stdout
+    assert str(LAB_ROOT / lab.prefix) not in ps
+
+
+@pytest.mark.parametrize("fabric", ["single-rack.yaml", "two-site.yaml"])
+def test_up_test_down(lab_factory: list[Lab], fabric: str) -> None:
+    lab = Lab(fabric)
+    lab_factory.append(lab)
+    r = lab.up()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[6/6]" in r.stdout
+    assert re.search(r"lab up in \d+\.\d s", r.stdout)
+    t = lab.run("test")
+    print(t.stdout)
+    assert t.returncode == 0, t.stdout + t.stderr
+    last = t.stdout.strip().splitlines()[-1]
+    m = re.fullmatch(r"(\d+) passed, 0 failed", last)
+    assert m, last
+    if fabric == "two-site.yaml":
+        assert "plain IPv4 packets on the WAN" in t.stdout
+        assert "wan1: 0 IPv4 routes" in t.stdout
+    status = lab.run("status")
+    assert status.returncode == 0, status.stderr
+    assert "sessions" in status.stdout
+    assert "PODS" in status.stdout
+    tor = "r1-tor" if fabric == "single-rack.yaml" else "tk-r1-a"
+    show = lab.exec(tor, "vtysh", "-c", "show bgp summary")
+    assert show.returncode == 0
+    assert "Established" in show.stdout or "Up/Down" in show.stdout
+    down = lab.run("down")
+    assert down.returncode == 0, down.stderr
+    assert_gone(lab)
+    again = lab.run("down")
+    assert again.returncode == 0
+    assert "nothing to remove" in again.stdout
+
+
+def test_bad_fabric_refused_before_anything_is_built(lab_factory: list[Lab],
+                                                     tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((EXAMPLES / "single-rack.yaml").read_text().replace("rack: r1}", "rack: r7}"))
+    lab = Lab("single-rack.yaml")
+    lab.fabric = str(bad)
+    lab_factory.append(lab)
+    r = lab.up()
+    assert r.returncode == 2
+    assert "spec.nodes[0].rack" in r.stderr
+    assert namespaces(lab.prefix) == []
+    assert not (LAB_ROOT / lab.prefix).exists()
+
+
+def test_failed_up_rolls_back(lab_factory: list[Lab]) -> None:
+    lab = Lab("single-rack.yaml", pods=1)
+    lab_factory.append(lab)
+    r = flatroute("lab", "up", lab.fabric, "--prefix", lab.prefix,
+                  env={"FLATROUTE_LAB_FAIL_AT": "routers"})
+    assert r.returncode == 1
+    assert "injected failure" in r.stderr
+    assert "rolling back" in r.stdout
+    assert_gone(lab)
+
+
+def ping_stream(lab: Lab, src: str, dst: str) -> subprocess.Popen[str]:
+    """A ping every 20 ms; its summary says how many were lost."""
+    exe = shutil.which("flatroute") or "flatroute"
+    return subprocess.Popen([exe, "lab", "exec", src, "--prefix", lab.prefix, "--", "ping",
+                             "-i", "0.02", "-W", "1", dst], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def stop_stream(proc: subprocess.Popen[str]) -> tuple[int, int]:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    assert m, out
+    return int(m[1]), int(m[2])
+
+
+def test_resilience_tor_failure_and_speaker_restart(lab_factory: list[Lab]) -> None:
+    lab = Lab("two-site.yaml", pods=1)
+    lab_factory.append(lab)
+    r = lab.up()
+    assert r.returncode == 0, r.stdout + r.stderr
+    status = lab.run("status").stdout
+    pods = dict(re.findall(r"^\s+(\S+-p0)\s+on \S+\s+(\d+\.\d+\.\d+\.\d+)", status, re.M))
+    assert {"tk-n1-p0", "tk-n2-p0"} <= set(pods)
+    # One ToR of the dual-ToR rack fails: pods keep reaching each other through the other.
+    stream = ping_stream(lab, "tk-n1-p0", pods["tk-n2-p0"])
+    time.sleep(1.0)
+    assert lab.run("fail", "tk-r1-a").returncode == 0
+    time.sleep(2.0)
+    sent, received = stop_stream(stream)
+    assert sent > 50
+    assert sent - received <= 2, f"lost {sent - received} of {sent} during a ToR failure"
+    after = subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-tk-n1-p0", "ping", "-c", "3",
+                            "-i", "0.2", "-W", "1", pods["tk-n2-p0"]], capture_output=True,
+                           text=True, check=False)
+    assert after.returncode == 0, after.stdout
+    assert lab.run("heal", "tk-r1-a").returncode == 0
+    # The speaker of tk-n1 is restarted (SIGKILL, then started again as the lab does):
+    # kernel routes stay, the ToRs keep ours as stale, no packet is lost.
+    time.sleep(3.0)
+    stream = ping_stream(lab, "tk-n1-p0", pods["os-n1-p0"])
+    time.sleep(1.0)
+    ps = subprocess.run(["ip", "netns", "pids", f"{lab.prefix}-tk-n1"], capture_output=True,
+                        text=True, check=False).stdout.split()
+    cmdlines = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                for pid in ps if Path(f"/proc/{pid}/cmdline").exists()}
+    speaker = [int(p) for p, c in cmdlines.items() if "speaker run" in c]
+    exabgp = [int(p) for p, c in cmdlines.items() if "exabgp" in c and "speaker" not in c]
+    assert speaker, cmdlines
+    for pid in speaker + exabgp:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(1.0)
+    restarted = subprocess.Popen(
+        ["ip", "netns", "exec", f"{lab.prefix}-tk-n1", *(cmdlines[str(speaker[0])].split())],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(4.0)
+    sent, received = stop_stream(stream)
+    assert restarted.poll() is None, "restarted speaker exited"
+    assert sent > 100
+    assert received == sent, f"lost {sent - received} of {sent} across a speaker restart"
+    t = lab.run("test")
+    assert t.returncode == 0, t.stdout
