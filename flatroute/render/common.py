@@ -18,6 +18,9 @@ class RenderedFile:
     text: str
 
 
+ROLE_NAMES = {Role.TOR: "ToR", Role.SPINE: "spine", Role.WAN: "WAN router"}
+
+
 class Feature(StrEnum):
     """What a fabric can ask of a router that a platform might not express."""
 
@@ -26,6 +29,7 @@ class Feature(StrEnum):
     UNNUMBERED_LINKS = "unnumbered router-to-router sessions (IPv6 link-local)"
     EXTENDED_NEXTHOP = "IPv4 routes over IPv6 node sessions (RFC 8950, spec.bgp.ipv4OverIpv6)"
     MD5 = "TCP MD5 authentication (spec.bgp.md5)"
+    KEEPALIVE = "a keepalive other than a third of the hold time (spec.bgp.keepalive)"
 
 
 def features(view: RouterView) -> dict[Feature, str]:
@@ -41,6 +45,8 @@ def features(view: RouterView) -> dict[Feature, str]:
         out[Feature.EXTENDED_NEXTHOP] = "spec.bgp.ipv4OverIpv6"
     if view.md5 is not None:
         out[Feature.MD5] = "spec.bgp.md5"
+    if view.bgp.keepalive * 3 != view.bgp.hold_time and (view.sessions or view.links):
+        out[Feature.KEEPALIVE] = "spec.bgp.keepalive"
     return out
 
 
@@ -52,7 +58,7 @@ def check(view: RouterView, platform: str, unsupported: dict[Feature, str]) -> l
         if why is not None:
             errors.append(FieldError(
                 view.source, path,
-                f"{view.role.value} {view.router.name}: platform {platform} cannot express "
+                f"{ROLE_NAMES[view.role]} {view.router.name}: platform {platform} cannot express "
                 f"{feat.value}: {why}"))
     return errors
 

@@ -8,7 +8,6 @@ command carries a trailing comment.
 
 from __future__ import annotations
 
-from flatroute.fabric.naming import SERVERS_INTERFACE
 from flatroute.plan.model import Family
 from flatroute.render.common import Feature, RenderedFile, families_of, header_lines
 from flatroute.render.view import (
@@ -17,8 +16,6 @@ from flatroute.render.view import (
     DEFAULT_V6,
     FROM_NODES,
     MAX_PATHS,
-    NODES_GROUP,
-    NodeSession,
     PrefixList,
     RouterView,
 )
@@ -37,14 +34,6 @@ def render(view: RouterView) -> list[RenderedFile]:
     return files
 
 
-def group_of(s: NodeSession) -> str:
-    if s.families == (Family.IPV4,):
-        return f"{NODES_GROUP}-V4"
-    if s.families == (Family.IPV6,):
-        return f"{NODES_GROUP}-V6"
-    return NODES_GROUP
-
-
 def prefix_list_lines(pl: PrefixList) -> list[str]:
     kw = "ip" if pl.version == 4 else "ipv6"
     if not pl.rules:
@@ -60,15 +49,17 @@ def prefix_list_lines(pl: PrefixList) -> list[str]:
     return out
 
 
-def frr_conf(view: RouterView, platform: str) -> str:
+def frr_conf(view: RouterView, platform: str, *, interface_addresses: bool = True) -> str:
+    """The integrated frr.conf. Without `interface_addresses` (SONiC, which owns interface
+    addresses in CONFIG_DB) the server SVI stanza is left out."""
     r = view.router
     bgp = view.bgp
     out = [f"! {line}".rstrip() for line in header_lines(view, platform)]
     out += ["!", "frr version 8.4", "frr defaults datacenter", f"hostname {r.name}",
             "log syslog informational", "!"]
     # zebra: interfaces
-    if view.servers_v4 or view.servers_v6:
-        out.append(f"interface {SERVERS_INTERFACE}")
+    if interface_addresses and (view.servers_v4 or view.servers_v6):
+        out.append(f"interface {view.servers_interface}")
         if view.servers_v4:
             out.append(f" ip address {view.servers_v4}")
         if view.servers_v6:
@@ -112,8 +103,8 @@ def _router_bgp(view: RouterView) -> list[str]:
     # session settings: on the peer groups for big racks, else on each neighbour
     targets: list[tuple[str, bool]] = []  # (name, extended next hop)
     if grouped:
-        for g in sorted({group_of(s) for s in view.sessions}):
-            ext = any(s.extended_nexthop for s in view.sessions if group_of(s) == g)
+        for g in sorted({s.group for s in view.sessions}):
+            ext = any(s.extended_nexthop for s in view.sessions if s.group == g)
             out.append(f" neighbor {g} peer-group")
             targets.append((g, ext))
     for s in view.sessions:
@@ -122,7 +113,7 @@ def _router_bgp(view: RouterView) -> list[str]:
         else:
             out.append(f" neighbor {s.address} remote-as {s.asn}")
         if grouped:
-            out.append(f" neighbor {s.peer} peer-group {group_of(s)}")
+            out.append(f" neighbor {s.peer} peer-group {s.group}")
         out.append(f" neighbor {s.peer} description node {s.node}")
         if not grouped:
             targets.append((s.peer, s.extended_nexthop and s.address is not None))
@@ -168,7 +159,7 @@ def _af_nodes(view: RouterView, fam: Family) -> list[str]:
     if view.communities:
         common.append(f"route-map {FROM_NODES} in")
     if view.peer_group:
-        for g in sorted({group_of(s) for s in sessions}):
+        for g in sorted({s.group for s in sessions}):
             out += [f"  neighbor {g} {c}" for c in common]
     for s in sessions:
         if not view.peer_group:

@@ -95,6 +95,15 @@ class NodeSession:
     accept_v6: str | None
 
     @property
+    def group(self) -> str:
+        """The peer group of this session in a big rack: one per kind of session."""
+        if self.families == (Family.IPV4,):
+            return f"{NODES_GROUP}-V4"
+        if self.families == (Family.IPV6,):
+            return f"{NODES_GROUP}-V6"
+        return NODES_GROUP
+
+    @property
     def peer(self) -> str:
         """How the platform names the neighbour: its address, or the interface."""
         return str(self.address) if self.address is not None else str(self.interface)
@@ -113,6 +122,8 @@ class Link:
     export_v4: str | None
     import_v6: str | None
     export_v6: str | None
+    #: links with the same policies share this group name (platforms that group peers)
+    group: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +148,7 @@ class RouterView:
     must_supply: tuple[str, ...]
     servers_v4: IPv4Interface | None
     servers_v6: IPv6Interface | None
+    servers_interface: str
 
     @property
     def peer_group(self) -> bool:
@@ -216,8 +228,8 @@ class _Builder:
         return [PrefixList(TO_WAN, 6, tuple(to_wan)), PrefixList(FROM_WAN, 6, tuple(from_wan))]
 
     def _border_links(self) -> list[Link]:
-        return [Link(w.name, Role.WAN, "", w.asn, (Family.IPV6,), None, None, FROM_WAN, TO_WAN)
-                for w in self.f.wan_routers]
+        return [Link(w.name, Role.WAN, "", w.asn, (Family.IPV6,), None, None, FROM_WAN, TO_WAN,
+                     "FR-WAN") for w in self.f.wan_routers]
 
     # -- routers ------------------------------------------------------------------------------
     def _tor(self, tor: Router, path: str, site_name: str, rack_name: str) -> RouterView:
@@ -254,7 +266,7 @@ class _Builder:
             lists += self._site_lists(site_name)
             for sp in site.spines:
                 links.append(Link(sp.name, Role.SPINE, "", sp.asn, (Family.IPV4, Family.IPV6),
-                                  SITE_V4, SITE_V4, FABRIC_V6, SITE_V6))
+                                  SITE_V4, SITE_V4, FABRIC_V6, SITE_V6, "FR-SPINES"))
         elif f.wan_routers:
             lists += self._wan_lists(site_name)
             links += self._border_links()
@@ -268,7 +280,7 @@ class _Builder:
         site = f.site(site_name)
         lists = self._site_lists(site_name)
         links = [Link(t.name, Role.TOR, "", t.asn, (Family.IPV4, Family.IPV6),
-                      SITE_V4, SITE_V4, SITE_V6, FABRIC_V6)
+                      SITE_V4, SITE_V4, SITE_V6, FABRIC_V6, "FR-TORS")
                  for rack in site.racks for t in rack.tors]
         if f.wan_routers:
             lists += self._wan_lists(site_name)
@@ -288,7 +300,8 @@ class _Builder:
             lists.append(PrefixList(name, 6, tuple(rules)))
             borders = site.spines or tuple(t for r in site.racks for t in r.tors)
             links += [Link(b.name, Role.SPINE if site.spines else Role.TOR, "", b.asn,
-                           (Family.IPV6,), None, None, name, ALL_LOCATORS) for b in borders]
+                           (Family.IPV6,), None, None, name, ALL_LOCATORS,
+                           f"FR-SITE-{site.name.upper()}") for b in borders]
         all_rules += [Rule(w) for w in self.wan_locators]
         lists.append(PrefixList(ALL_LOCATORS, 6, tuple(all_rules)))
         return self._view(wan, Role.WAN, path, None, None, [], links, lists, ())
@@ -299,7 +312,7 @@ class _Builder:
         f = self.f
         links = [Link(lk.neighbor, lk.role, router.port_for(lk.neighbor, ifname(lk.neighbor)),
                       lk.asn, lk.families, lk.import_v4, lk.export_v4, lk.import_v6,
-                      lk.export_v6) for lk in links]
+                      lk.export_v6, lk.group) for lk in links]
         must: list[str] = []
         md5: str | None = None
         md5_secret = False
@@ -310,9 +323,13 @@ class _Builder:
                 md5 = MD5_PLACEHOLDER
                 must.append(f"the BGP MD5 secret ({f.bgp.md5.describe()}): replace "
                             f"{MD5_PLACEHOLDER}, or render with --with-secrets")
+        servers = router.port_for(SERVERS_INTERFACE, SERVERS_INTERFACE)
         if role is Role.TOR and not router.peering.unnumbered:
             addrs = " and ".join(str(a) for a in (router.peering.ipv4, router.peering.ipv6) if a)
-            must.append(f"the server-facing interface {SERVERS_INTERFACE!r} (SVI) with {addrs}")
+            hint = "" if servers != SERVERS_INTERFACE else (
+                " (give its real name with `ports: {servers: NAME}` in the fabric)")
+            must.append(f"the server-facing interface {servers!r} (SVI, the VLAN of the "
+                        f"rack's servers) carrying {addrs}{hint}")
         names = sorted({lk.interface for lk in links} | {
             s.interface for s in sessions if s.interface})
         if names:
@@ -336,4 +353,5 @@ class _Builder:
             end_sid=end_sid, md5=md5, md5_is_secret=md5_secret, must_supply=tuple(must),
             servers_v4=router.peering.ipv4 if role is Role.TOR else None,
             servers_v6=router.peering.ipv6 if role is Role.TOR else None,
+            servers_interface=servers,
         )
