@@ -30,9 +30,10 @@ BGPD, ZEBRA = str(FRR_DIR / "bgpd"), str(FRR_DIR / "zebra")
 
 
 def _frr_files(tmp: Path, fabric: Any, **kw: Any) -> list[Path]:
-    files = render(fabric, platform="frr", **kw)
-    write_files(files, tmp, by_platform=False)
-    return [tmp / f.name for f in files if f.name.endswith(".conf")]
+    """The FRR configs: the frr platform's, and SONiC's split-mode frr.conf."""
+    files = [*render(fabric, platform="frr", **kw), *render(fabric, platform="sonic", **kw)]
+    write_files(files, tmp, by_platform=True)
+    return [tmp / f.platform / f.name for f in files if f.name.endswith(".conf")]
 
 
 @pytest.mark.parametrize("example", ["single-rack", "leaf-spine", "two-site", "big-rack"])
@@ -47,9 +48,9 @@ def test_every_rendered_frr_config_passes_bgpd_zebra_and_bfdd(example: str,
         paths = _frr_files(tmp_path, fabric, with_secrets=True)
     else:
         paths = _frr_files(tmp_path, load_fabric(EXAMPLES / f"{example}.yaml"))
-    assert paths
+    assert {p.parent.name for p in paths} == {"frr", "sonic"}
     for path in paths:
-        assert check_file(path) == [], path.name
+        assert check_file(path) == [], f"{path.parent.name}/{path.name}"
 
 
 # -- a ToR in a namespace, a node running ExaBGP ---------------------------------------------
