@@ -132,11 +132,15 @@ class _Planner:
                 plans.append(cached[1])
                 memo[node.name] = cached
                 continue
+            problems_before = len(self.problems)
             entry = self._allocate(node, entry)
             entries[node.name] = entry
             node_plan = self._node_plan(node, entry)
             plans.append(node_plan)
-            memo[node.name] = (self._key(node, entry), node_plan)
+            if len(self.problems) == problems_before:
+                # A node planned with a problem (exhaustion...) is planned again next time:
+                # so its problem stays reported, and it gets what it lacks once there is room.
+                memo[node.name] = (self._key(node, entry), node_plan)
         for name, entry in list(entries.items()):
             if name not in present and entry.retired_at is None:
                 entries[name] = _replace(entry, retired_at=self.now)
