@@ -51,7 +51,7 @@ def speaker_report(path: Path | None, published_generation: str | None) -> dict[
     """One speaker's status document, reduced to what the controller shows."""
     doc = _load(path) if path is not None else None
     if not isinstance(doc, dict) or not _str(doc.get("generation")):
-        state = NOT_REPORTED if doc is None else f"{NOT_REPORTED} (malformed report)"
+        state = NOT_REPORTED if path is None else f"{NOT_REPORTED} (malformed report)"
         return {"state": state, "generation": None, "appliedAt": None, "error": None}
     gen = _str(doc.get("generation"))
     applied_at = _str(doc.get("applied_at")) or _str(doc.get("appliedAt"))
