@@ -64,7 +64,8 @@ class Frr:
 
     def start(self, conf: str) -> None:
         (self.dir / "frr.conf").write_text(conf)
-        for daemon in ("zebra", "bgpd"):
+        daemons = ("zebra", "bgpd", "bfdd") if "\nbfd\n" in conf else ("zebra", "bgpd")
+        for daemon in daemons:
             sh(str(FRR_DIR / daemon), "-d", "-f", str(self.dir / "frr.conf"),
                "--vty_socket", str(self.dir), "-z", str(self.dir / "zserv.api"), "-P", "0",
                "-i", str(self.dir / f"{daemon}.pid"), ns=self.ns)
@@ -210,17 +211,27 @@ def test_tor_peers_with_exabgp_and_filters_what_the_node_does_not_own(
 def test_ipv4_over_ipv6_session_with_md5_accepts_only_the_nodes_blocks(
         netns: Netns, tmp_path: Path, exabgp_env: Callable[[str, str], Any]) -> None:
     """leaf-spine: one IPv6 session carrying both families (RFC 8950) with MD5 from the
-    secret file (--with-secrets)."""
+    secret file (--with-secrets); the ToR passes the node's blocks, with the fabric's
+    community, to a spine over an unnumbered link (IPv4 over IPv6 link-local), with BFD up."""
     need_tool(BGPD, ZEBRA, "exabgp", "vtysh")
     secret = tmp_path / "md5"
     secret.write_text("Fl4tr0ute-md5\n")
     text = (EXAMPLES / "leaf-spine.yaml").read_text().replace(
         "/etc/flatroute/secrets/bgp-md5", str(secret))
     fabric = parse_fabric(text, "leaf-spine.yaml")
-    conf = next(f.text for f in render(fabric, platform="frr", with_secrets=True)
-                if f.router == "r2-leaf1")
+    files = {f.router: f.text for f in render(fabric, platform="frr", with_secrets=True,
+                                               routers=("r2-leaf1", "spine1"))}
+    conf = files["r2-leaf1"]
     assert "Fl4tr0ute-md5" in conf
     frr, node = _tor_and_node(netns, conf)
+    spine_ns = netns.add("spine")
+    netns.veth(frr.ns, "spine1", spine_ns, "r2-leaf1")
+    sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=spine_ns)
+    spine_dir = Path(tempfile.mkdtemp(prefix="ft-frr-"))
+    os.chmod(spine_dir, 0o755)
+    _cleanup.append(spine_dir)
+    spine = Frr(spine_ns, spine_dir)
+    spine.start(files["spine1"])
     # r2-n1: uplink fd00:20:1::2, blocks 10.100.1.0/26 and fd00:100::100/122, AS 4210000004
     sh("ip", "addr", "add", "fd00:20:1::2/64", "dev", "eth0", "nodad", ns=node)
     exa = _exabgp_conf("fd00:20:1::1", "fd00:20:1::2", 4210000004, 65121, "ipv6",
@@ -235,3 +246,64 @@ def test_ipv4_over_ipv6_session_with_md5_accepts_only_the_nodes_blocks(
     routes = frr.json("show bgp ipv4 unicast 10.100.1.0/26 json")
     hops = [nh["ip"] for p in routes["paths"] for nh in p["nexthops"]]
     assert "fd00:20:1::2" in hops  # an IPv6 next hop for an IPv4 route: RFC 8950
+    # on to the spine, over the unnumbered link, tagged with the fabric's community
+    _wait(lambda: "10.100.1.0/26" in _received(spine, "ipv4")
+          and "fd00:100::100/122" in _received(spine, "ipv6"), 30, "the blocks on the spine")
+    assert _received(spine, "ipv4") == {"10.100.1.0/26"}
+    at_spine = spine.json("show bgp ipv4 unicast 10.100.1.0/26 json")
+    assert "65100:10" in json.dumps(at_spine)
+    _wait(lambda: any(p.get("status") == "up" for p in spine.json("show bfd peers json")),
+          20, "BFD between ToR and spine")
+
+
+def test_wan_gets_only_locators_over_unnumbered_links_and_announces_its_end_sid(
+        netns: Netns, exabgp_env: Callable[[str, str], Any]) -> None:
+    """two-site: node tk-n1 -> ToR tk-r1-a -> (unnumbered, IPv6 link-local) -> WAN wan1.
+    The WAN learns tokyo's locator block and node locator, never a pod route; the ToR learns
+    the WAN's own locator; the WAN's companion script installs its End SID."""
+    need_tool(BGPD, ZEBRA, "exabgp", "vtysh")
+    fabric = load_fabric(EXAMPLES / "two-site.yaml")
+    files = {f.name: f.text for f in render(fabric, platform="frr",
+                                             routers=("tk-r1-a", "wan1"))}
+    tor_ns, node, wan_ns = netns.add("tor"), netns.add("node"), netns.add("wan")
+    netns.veth(tor_ns, "servers", node, "eth0")
+    netns.veth(tor_ns, "wan1", wan_ns, "tk-r1-a")  # naming rule: the link is named after the peer
+    dirs = []
+    for ns in (tor_ns, node, wan_ns):
+        sh("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", ns=ns)
+        sh("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", ns=ns)
+        sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", ns=ns)
+        d = Path(tempfile.mkdtemp(prefix="ft-frr-"))
+        os.chmod(d, 0o755)
+        _cleanup.append(d)
+        dirs.append(d)
+    tor, wan = Frr(tor_ns, dirs[0]), Frr(wan_ns, dirs[2])
+    tor.start(files["tk-r1-a.conf"])
+    wan.start(files["wan1.conf"])
+    script = dirs[2] / "srv6.sh"
+    script.write_text(files["wan1.srv6.sh"])
+    sh("sh", str(script), ns=wan_ns)
+    routes = sh("ip", "-6", "route", "show", "fcbb:bb00:ff::1/128", ns=wan_ns).stdout
+    assert "seg6local action End" in routes
+    sh("ip", "addr", "add", "10.1.1.11/24", "dev", "eth0", ns=node)
+    sh("ip", "addr", "add", "fd00:1:1::11/64", "dev", "eth0", "nodad", ns=node)
+    v4 = _exabgp_conf("10.1.1.1", "10.1.1.11", 4200000003, 65101, "ipv4", ["10.244.0.0/26"])
+    v6 = _exabgp_conf("fd00:1:1::1", "fd00:1:1::11", 4200000003, 65101, "ipv6",
+                      ["fd00:10:244::/122", "fcbb:bb00:1:1::/64"])
+    exabgp_env(node, v4 + v6)
+    _wait(lambda: "fcbb:bb00:1::/48" in _received(wan, "ipv6"), 45,
+          "tokyo's locator block (the ToR's aggregate) on the WAN")
+    _wait(lambda: "fcbb:bb00:ff::/48" in _received(tor, "ipv6"), 15, "the WAN locator on the ToR")
+    assert {"10.244.0.0/26"} == _received(tor, "ipv4")
+    assert {"fd00:10:244::/122", "fcbb:bb00:1:1::/64"} <= _received(tor, "ipv6")
+    time.sleep(1)
+    # Only locators on the WAN. (two-site's communities are 65535:65281, NO_EXPORT, which the
+    # ToR sets on what nodes send: the node locator itself stays in the site, the aggregate
+    # covers it.)
+    assert _received(wan, "ipv6") == {"fcbb:bb00:1::/48", "fcbb:bb00:ff::/48"}
+    assert _received(wan, "ipv4") == set()  # the WAN never sees an IPv4 pod route
+    node_loc = tor.json("show bgp ipv6 unicast fcbb:bb00:1:1::/64 json")
+    assert "noExport" in json.dumps(node_loc)
+    # and the session to the WAN is the unnumbered one, on the interface named after the peer
+    summary = wan.json("show bgp ipv6 unicast summary json")
+    assert summary["peers"]["tk-r1-a"]["state"] == "Established"
