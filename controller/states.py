@@ -19,7 +19,6 @@ from flatroute.nodestate import API_VERSION, KIND, EncapRoute, NodeState, from_p
 from flatroute.plan.model import Plan, Segment, SitePlan
 
 _MARK = json.dumps("\x00flatroute:srv6-routes\x00")  # never produced by real content
-_ROUTES_INDENT = " " * 6  # depth of spec.srv6.routes in the indented document
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +35,7 @@ class Rendered:
 class _SiteRoutes:
     segments: tuple[Segment, ...]
     routes: tuple[EncapRoute, ...]
-    compact: str | None = None  # routes as in the hashed (compact) spec
-    pretty: str | None = None  # routes as in the indented document
+    compact: str | None = None  # the routes as they stand in the compact document
 
 
 class StateBuilder:
@@ -90,19 +88,19 @@ def _site_routes(sp: SitePlan) -> _SiteRoutes:
 
 def _render(bare: NodeState, site: _SiteRoutes) -> Rendered:
     state = dataclasses.replace(bare, encap_routes=site.routes)
-    if site.compact is None or site.pretty is None:
+    if site.compact is None:
         docs = spec_doc(state)["srv6"]["routes"]
         site.compact = json.dumps(docs, sort_keys=True, separators=(",", ":"))
-        pretty = json.dumps(docs, indent=2, sort_keys=True)
-        site.pretty = pretty.replace("\n", "\n" + _ROUTES_INDENT)
     spec = spec_doc(bare)
     spec["srv6"]["routes"] = json.loads(_MARK)
-    # Same canonical form as nodestate.spec_hash, with the site's routes spliced in.
+    # The same canonical compact form as nodestate.to_json, with the site's routes spliced in.
     compact = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     compact = compact.replace(_MARK, site.compact, 1)
     generation = hashlib.sha256(compact.encode()).hexdigest()[:16]
-    doc = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": bare.node},
-           "spec": spec, "generation": generation}
-    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    text = text.replace(_MARK, site.pretty, 1)
+    # Keys sorted as json.dumps(sort_keys=True) would: apiVersion, generation, kind, metadata,
+    # spec.
+    head = json.dumps({"apiVersion": API_VERSION, "generation": generation, "kind": KIND,
+                       "metadata": {"name": bare.node}}, sort_keys=True,
+                      separators=(",", ":"))
+    text = f"{head[:-1]},\"spec\":{compact}}}\n"
     return Rendered(bare.node, state, text, generation)

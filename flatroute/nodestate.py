@@ -175,10 +175,15 @@ def spec_doc(st: NodeState) -> dict[str, Any]:
 
 
 def to_json(st: NodeState) -> str:
+    """The published document: canonical compact JSON (sorted keys), one line.
+
+    Compact because a controller publishes thousands of these (with every remote segment in
+    each): indentation tripled their size and their write time. Read them with `jq`.
+    """
     spec = spec_doc(st)
     doc = {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": st.node},
            "spec": spec, "generation": spec_hash(spec)}
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
 
 
 def spec_hash(spec: dict[str, Any]) -> str:
