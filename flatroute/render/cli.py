@@ -79,6 +79,12 @@ def cmd_render(args: argparse.Namespace) -> int:
                               secret=args.with_secrets)
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
+        produced = {args.out / relpath(f, by_platform) for f in files}
+        for path in sorted(args.out.rglob("*")):
+            rel = path.relative_to(args.out).as_posix()
+            if path.is_file() and path not in produced and not rel.startswith(".") and (
+                    "/." not in rel) and not args.router:
+                print(f"note: {path} is not part of this render (left alone)", file=sys.stderr)
         print(f"{len(files)} files, {len(written)} changed", file=sys.stderr)
         return 0
     for f in files:

@@ -38,6 +38,10 @@ def test_out_writes_once_and_rerender_is_byte_identical(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes  # untouched
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+    (out / "gone.conf").write_text("a router that left the fabric\n")
+    assert main(["render", TWO, "--platform", "frr", "--out", str(out)]) == 0
+    assert "gone.conf is not part of this render (left alone)" in capsys.readouterr().err
+    assert (out / "gone.conf").exists()
 
 
 def test_diff_is_empty_and_exit_0_when_unchanged_else_unified_and_exit_1(

@@ -252,3 +252,20 @@ def test_files_with_secrets_are_written_private(tmp_path: Path) -> None:
     out = tmp_path / "out"
     write_files(files, out, by_platform=False, secret=True)
     assert all(os.stat(p).st_mode & 0o077 == 0 for p in out.iterdir())
+
+
+def test_site_scope_needs_no_router_sids_but_the_wan_end_sid() -> None:
+    text = (EXAMPLES / "two-site.yaml").read_text().replace("scope: node", "scope: site")
+    text = text.replace("    - name: tk-n1\n      rack: tk-r1\n",
+                        "    - name: tk-n1\n      rack: tk-r1\n      role: gateway\n")
+    text = text.replace("    - name: os-n1\n      rack: os-r1\n",
+                        "    - name: os-n1\n      rack: os-r1\n      role: gateway\n")
+    fabric = parse_fabric(text, "site.yaml")
+    p = plan(fabric)
+    gw = p.node("tk-n1")
+    assert len(gw.sids) > 1  # the gateway decapsulates (node side)
+    files = render(fabric, p, platform="frr")
+    assert [f.name for f in files if f.name.endswith(".sh")] == ["wan1.srv6.sh"]
+    tor = _text(files, "tk-r1-a")
+    assert f"ipv6 prefix-list FR-NODE-TK-N1-V6 seq 10 permit {gw.locator}\n" in tor
+    assert "seg6" not in tor
