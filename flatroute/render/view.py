@@ -14,6 +14,7 @@ Roles and sessions:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import (
@@ -73,8 +74,17 @@ class PrefixList:
     rules: tuple[Rule, ...]
 
 
+#: policy names stay within the shortest limit of the platforms (NX-OS, EOS: 63 characters)
+MAX_POLICY_NAME = 63
+
+
 def node_list_name(node: str, version: int) -> str:
-    return f"FR-NODE-{node.upper()}-V{version}"
+    """`FR-NODE-<NODE>-V4`; long node names are shortened deterministically (hash suffix)."""
+    base = node.upper()
+    if len(base) > MAX_POLICY_NAME - len("FR-NODE--V4"):
+        digest = hashlib.sha256(node.encode()).hexdigest()[:8].upper()
+        base = f"{base[:40]}-{digest}"
+    return f"FR-NODE-{base}-V{version}"
 
 
 def site_list_name(site: str) -> str:
@@ -244,12 +254,15 @@ class _Builder:
             peers = [pp for pp in node.peers if pp.tor == tor.name]
             if not peers:
                 continue
+            # One list per family the node has a session for; an empty one denies everything
+            # (a node with an IPv4 session but no IPv4 block may announce nothing on it).
+            fams = {f for pp in peers for f in pp.families}
             acc4 = acc6 = None
-            if node.ipv4_blocks:
+            if Family.IPV4 in fams:
                 acc4 = node_list_name(node.name, 4)
                 lists.append(PrefixList(acc4, 4, tuple(Rule(b) for b in node.ipv4_blocks)))
             v6 = [*node.ipv6_blocks, *([node.locator] if node.locator else [])]
-            if v6:
+            if Family.IPV6 in fams:
                 acc6 = node_list_name(node.name, 6)
                 lists.append(PrefixList(acc6, 6, tuple(Rule(b) for b in v6)))
             for pp in peers:

@@ -269,3 +269,26 @@ def test_site_scope_needs_no_router_sids_but_the_wan_end_sid() -> None:
     tor = _text(files, "tk-r1-a")
     assert f"ipv6 prefix-list FR-NODE-TK-N1-V6 seq 10 permit {gw.locator}\n" in tor
     assert "seg6" not in tor
+
+
+def test_a_session_without_blocks_of_its_family_accepts_nothing() -> None:
+    text = (EXAMPLES / "single-rack.yaml").read_text().replace(
+        "        ipv4: [10.244.0.0/20]\n", "")
+    fabric = parse_fabric(text, "v6pods.yaml")
+    assert not plan(fabric).node("node1").ipv4_blocks
+    files = render(fabric, platform="frr")
+    conf = _text(files, "r1-tor")
+    assert "ip prefix-list FR-NODE-NODE1-V4 seq 5 deny any" in conf
+    assert "neighbor 10.0.1.2 prefix-list FR-NODE-NODE1-V4 in" in conf
+    for platform in ("eos", "nxos", "sonic", "junos"):
+        for f in render(fabric, platform=platform):
+            assert "None" not in f.text, (platform, f.name)
+
+
+def test_long_node_names_give_bounded_policy_names() -> None:
+    from flatroute.render.view import MAX_POLICY_NAME, node_list_name
+
+    long = "ip-10-0-1-2.eu-west-1.compute.internal.example.cluster.local"
+    a, b = node_list_name(long, 4), node_list_name(long + "x", 4)
+    assert len(a) <= MAX_POLICY_NAME and len(b) <= MAX_POLICY_NAME and a != b
+    assert node_list_name("node1", 6) == "FR-NODE-NODE1-V6"
