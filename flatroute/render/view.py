@@ -27,7 +27,7 @@ from ipaddress import (
 )
 
 from flatroute import __version__
-from flatroute.fabric.model import BgpOptions, Fabric, Router
+from flatroute.fabric.model import BgpOptions, Fabric, Router, Site
 from flatroute.fabric.naming import SERVERS_INTERFACE, ifname
 from flatroute.plan.model import FUNCTION, Behavior, Family, Plan, Prefix
 
@@ -212,16 +212,22 @@ class _Builder:
         return out
 
     # -- policies -----------------------------------------------------------------------------
+    def _site_locators(self, site: Site) -> list[Rule]:
+        """The site's locator block (node locators inside it) and its routers' own locators."""
+        rules = _locator_rules(site.locator_block, self.loc_len)
+        routers = [*site.spines, *(t for rack in site.racks for t in rack.tors)]
+        return rules + [Rule(r.locator) for r in routers if r.locator is not None]
+
     def _site_lists(self, site_name: str) -> list[PrefixList]:
         f = self.f
         site = f.site(site_name)
         v4 = [_pool_rule(p, f.pods.ipv4_block_size) for p in site.ipv4_pools]
         v6 = [_pool_rule(p, f.pods.ipv6_block_size) for p in site.ipv6_pools]
-        v6 += _locator_rules(site.locator_block, self.loc_len)
+        v6 += self._site_locators(site)
         fabric6 = list(v6)
         for other in f.sites:
             if other.name != site_name:
-                fabric6 += _locator_rules(other.locator_block, self.loc_len)
+                fabric6 += self._site_locators(other)
         fabric6 += [Rule(w) for w in self.wan_locators]
         return [PrefixList(SITE_V4, 4, tuple(v4)), PrefixList(SITE_V6, 6, tuple(v6)),
                 PrefixList(FABRIC_V6, 6, tuple(fabric6))]
@@ -229,11 +235,11 @@ class _Builder:
     def _wan_lists(self, site_name: str) -> list[PrefixList]:
         f = self.f
         site = f.site(site_name)
-        to_wan = _locator_rules(site.locator_block, self.loc_len)
+        to_wan = self._site_locators(site)
         from_wan: list[Rule] = []
         for other in f.sites:
             if other.name != site_name:
-                from_wan += _locator_rules(other.locator_block, self.loc_len)
+                from_wan += self._site_locators(other)
         from_wan += [Rule(w) for w in self.wan_locators]
         return [PrefixList(TO_WAN, 6, tuple(to_wan)), PrefixList(FROM_WAN, 6, tuple(from_wan))]
 
@@ -307,7 +313,7 @@ class _Builder:
         lists: list[PrefixList] = []
         links: list[Link] = []
         for site in f.sites:
-            rules = _locator_rules(site.locator_block, self.loc_len)
+            rules = self._site_locators(site)
             all_rules += rules
             name = site_list_name(site.name)
             lists.append(PrefixList(name, 6, tuple(rules)))

@@ -292,3 +292,19 @@ def test_long_node_names_give_bounded_policy_names() -> None:
     a, b = node_list_name(long, 4), node_list_name(long + "x", 4)
     assert len(a) <= MAX_POLICY_NAME and len(b) <= MAX_POLICY_NAME and a != b
     assert node_list_name("node1", 6) == "FR-NODE-NODE1-V6"
+
+
+def test_a_tor_with_a_locator_announces_it_and_the_fabric_accepts_it() -> None:
+    text = (EXAMPLES / "two-site.yaml").read_text().replace(
+        "              routerId: 10.255.1.1\n",
+        "              routerId: 10.255.1.1\n              locator: \"fcbb:bb00:f1::/48\"\n")
+    fabric = parse_fabric(text, "tor-locator.yaml")
+    files = render(fabric, platform="frr")
+    tor = _text(files, "tk-r1-a", ".conf")
+    assert "network fcbb:bb00:f1::/48" in tor
+    assert "ipv6 prefix-list FR-TO-WAN-V6 seq 15 permit fcbb:bb00:f1::/48\n" in tor
+    assert "fcbb:bb00:f1::1/128 encap seg6local action End" in _text(files, "tk-r1-a", ".sh")
+    wan = _text(files, "wan1", ".conf")
+    assert "ipv6 prefix-list FR-FROM-TOKYO-V6 seq 15 permit fcbb:bb00:f1::/48\n" in wan
+    osaka = _text(files, "os-r1-a", ".conf")
+    assert "FR-FROM-WAN-V6 seq 15 permit fcbb:bb00:f1::/48\n" in osaka
