@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import ModuleType
 
-from flatroute.errors import FieldError, InvalidInput
+from flatroute.errors import AllocationError, FieldError, InvalidInput
 from flatroute.fabric.model import Fabric
 from flatroute.plan import plan as make_plan
 from flatroute.plan.model import Plan
@@ -56,9 +56,9 @@ def render(fabric: Fabric, plan: Plan | None = None, *, platform: str | None = N
         raise InvalidInput([FieldError("--platform", "", f"unknown platform (choose from "
                                        f"{', '.join(PLATFORMS)})", platform, True)])
     p = plan if plan is not None else make_plan(fabric)
-    if p.problems:
-        raise InvalidInput([FieldError(fabric.source, "spec.nodes", f"cannot plan: {x}")
-                            for x in p.problems])
+    if p.problems:  # e.g. an exhausted pool: the routers would not match the nodes
+        raise AllocationError(f"{fabric.source}: cannot plan: "
+                              + "; ".join(str(x) for x in p.problems))
     secret = read_secret(fabric) if with_secrets else None
     views = build_views(fabric, p, secret)
     if routers:

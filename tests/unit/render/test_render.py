@@ -308,3 +308,12 @@ def test_a_tor_with_a_locator_announces_it_and_the_fabric_accepts_it() -> None:
     assert "ipv6 prefix-list FR-FROM-TOKYO-V6 seq 15 permit fcbb:bb00:f1::/48\n" in wan
     osaka = _text(files, "os-r1-a", ".conf")
     assert "FR-FROM-WAN-V6 seq 15 permit fcbb:bb00:f1::/48\n" in osaka
+
+
+def test_a_plan_with_problems_is_not_rendered() -> None:
+    from flatroute.errors import AllocationError
+
+    text = (EXAMPLES / "single-rack.yaml").read_text().replace(
+        "ipv4: [10.244.0.0/20]", "ipv4: [10.244.0.0/26]")  # room for one node only
+    with pytest.raises(AllocationError, match="cannot plan"):
+        render(parse_fabric(text, "tiny.yaml"))
