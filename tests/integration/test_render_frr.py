@@ -297,13 +297,14 @@ def test_wan_gets_only_locators_over_unnumbered_links_and_announces_its_end_sid(
     assert {"10.244.0.0/26"} == _received(tor, "ipv4")
     assert {"fd00:10:244::/122", "fcbb:bb00:1:1::/64"} <= _received(tor, "ipv6")
     time.sleep(1)
-    # Only locators on the WAN. (two-site's communities are 65535:65281, NO_EXPORT, which the
-    # ToR sets on what nodes send: the node locator itself stays in the site, the aggregate
-    # covers it.)
-    assert _received(wan, "ipv6") == {"fcbb:bb00:1::/48", "fcbb:bb00:ff::/48"}
+    # Only locators on the WAN: tokyo's aggregate, the node locators inside it and the WAN's
+    # own; never an IPv4 route and never a pod block.
+    wan_v6 = _received(wan, "ipv6")
+    assert {"fcbb:bb00:1::/48", "fcbb:bb00:ff::/48"} <= wan_v6
+    assert all(p.startswith(("fcbb:bb00:1:", "fcbb:bb00:ff:")) for p in wan_v6), wan_v6
     assert _received(wan, "ipv4") == set()  # the WAN never sees an IPv4 pod route
     node_loc = tor.json("show bgp ipv6 unicast fcbb:bb00:1:1::/64 json")
-    assert "noExport" in json.dumps(node_loc)
+    assert "64600:100" in json.dumps(node_loc)
     # and the session to the WAN is the unnumbered one, on the interface named after the peer
     summary = wan.json("show bgp ipv6 unicast summary json")
     assert summary["peers"]["tk-r1-a"]["state"] == "Established"

@@ -68,7 +68,7 @@ def test_tor_accepts_from_each_node_exactly_its_blocks_and_locator() -> None:
     assert "neighbor 10.1.1.11 default-originate" in conf
     assert "neighbor 10.1.1.11 prefix-list FR-DEFAULT-V4 out" in conf
     assert "ip prefix-list FR-DEFAULT-V4 seq 5 permit 0.0.0.0/0\n" in conf
-    assert "set community 65535:65281 additive" in conf
+    assert "set community 64600:100 additive" in conf
 
 
 def test_cluster_asn_nodes_are_still_ebgp_peers_of_the_tor() -> None:
