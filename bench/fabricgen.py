@@ -7,7 +7,8 @@ from typing import Any
 
 def generate(sites: int, nodes_per_site: int, *, racks_per_site: int = 2,
              scope: str = "site", srv6: bool = True) -> dict[str, Any]:
-    """A valid fabric: `sites` sites, dual-ToR racks, nodes spread across racks.
+    """A valid fabric: `sites` sites of dual-ToR racks under two spines, nodes spread across
+    racks, one WAN router joining the sites (IPv6 only).
 
     With scope 'site', the first node of each site is its SRv6 gateway.
     """
@@ -30,8 +31,11 @@ def generate(sites: int, nodes_per_site: int, *, racks_per_site: int = 2,
                     },
                 })
             racks.append({"name": rack, "tors": tors})
+        spines = [{"name": f"s{s}-sp{i}", "asn": 64000 + s,
+                   "routerId": f"10.199.{s}.{i + 1}", "platform": "frr"} for i in range(2)]
         site: dict[str, Any] = {
             "name": f"site{s}",
+            "spines": spines,
             "pools": {"ipv4": [f"10.{64 + s}.0.0/16"], "ipv6": [f"fd10:{s:x}::/56"]},
             "racks": racks,
         }
@@ -49,6 +53,8 @@ def generate(sites: int, nodes_per_site: int, *, racks_per_site: int = 2,
             "asn": {"scheme": "per-node", "range": {"start": 4200000000, "end": 4200999999}},
             "pods": {"ipv4BlockSize": 26, "ipv6BlockSize": 122, "mtu": 1400},
             "srv6": {"enabled": srv6, "scope": scope, "locatorLength": 64},
+            "wan": {"routers": [{"name": "wan1", "asn": 63999, "routerId": "10.198.0.1",
+                                 "platform": "frr", "locator": "fcbb:ffff::/32"}]},
             "sites": site_docs,
             "nodes": node_docs,
         },

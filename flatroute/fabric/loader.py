@@ -475,9 +475,9 @@ class _FabricParser:
                 nets.append((f"{base}.underlay.ipv4", s.underlay.ipv4))
             if s.underlay.ipv6:
                 nets.append((f"{base}.underlay.ipv6", s.underlay.ipv6))
-        for i, w in enumerate(f.wan_routers):
-            if w.locator:
-                nets.append((f"spec.wan.routers[{i}].locator", w.locator))
+        for path, router, _ in _router_paths(f):
+            if router.locator:
+                nets.append((f"{path}.locator", router.locator))
         by_family: dict[int, list[tuple[str, Net]]] = defaultdict(list)
         for path, net in nets:
             by_family[net.version].append((path, net))
@@ -489,6 +489,11 @@ class _FabricParser:
 
     def _check_sizes(self, f: Fabric) -> None:
         pods = f.pods
+        for si, site in enumerate(f.sites):
+            if len(site.racks) > 1 and not site.spines:
+                # ToRs never peer with each other, and the WAN carries no pod routes.
+                self.r.error(f"spec.sites[{si}].spines", "a site with more than one rack "
+                             "needs spines: nothing else joins its racks", site.name)
         for si, s in enumerate(f.sites):
             for i, n4 in enumerate(s.ipv4_pools):
                 if pods.ipv4_block_size < n4.prefixlen:

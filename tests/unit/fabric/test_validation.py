@@ -107,6 +107,14 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "spec.sites[0].racks[0].tors[0].platform", "'ios'"),
     ("srv6 site without locator", _set("spec.sites.0.locatorBlock", None),
      "spec.sites[0].locatorBlock", "required when SRv6"),
+    ("two racks without spines", _set("spec.sites.0.racks", [
+        {"name": "tk-r1", "tors": [{"name": "tk-r1-a", "asn": 65101, "routerId": "10.255.1.1",
+                                    "peering": {"ipv4": "10.1.1.1/24"}}]},
+        {"name": "tk-r2", "tors": [{"name": "tk-r2-a", "asn": 65103, "routerId": "10.255.1.3",
+                                    "peering": {"ipv4": "10.1.3.1/24"}}]}]),
+     "spec.sites[0].spines", "needs spines"),
+    ("overlapping router locator", _set("spec.wan.routers.0.locator", "fcbb:bb00:1:5::/64"),
+     "locator", "overlaps"),
     ("router asn inside node range", _set("spec.wan.routers.0.asn", 4200000005),
      "spec.wan.routers[0].asn", "inside the node/rack ASN range"),
 ]
