@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from flatroute.errors import FlatrouteError
 from flatroute.fabric.model import Fabric, Router
 from flatroute.fabric.naming import SERVERS_INTERFACE, ifname
 from flatroute.plan.model import Plan
@@ -99,6 +100,10 @@ class Topology:
         return None
 
 
+class LabTopologyError(FlatrouteError):
+    """The fabric cannot be emulated as it stands (e.g. a port name Linux cannot use)."""
+
+
 def ns_name(prefix: str, thing: str) -> str:
     return f"{prefix}-{thing}"
 
@@ -120,9 +125,18 @@ def build(fabric: Fabric, plan: Plan, prefix: str, pods_per_node: int) -> Topolo
     bridges: list[tuple[str, str]] = []
     addresses: list[Address] = []
 
+    def port(router: Router, neighbor: str) -> str:
+        """The router's interface toward `neighbor`: its `ports:` entry, else the rule."""
+        name = router.port_for(neighbor, ifname(neighbor))
+        if len(name) > 15 or not name or any(c in name for c in "/: ") or name in (".", ".."):
+            raise LabTopologyError(f"router {router.name}: port {name!r} toward {neighbor} is "
+                                   "not a Linux interface name; the lab needs Linux names "
+                                   "(drop or rename that `ports:` entry for the lab)")
+        return name
+
     def wire(a: str, b: str) -> None:
         ra, rb = by_name[a], by_name[b]
-        links.append(Link(a, ra.ns, ifname(b), b, rb.ns, ifname(a)))
+        links.append(Link(a, ra.ns, port(ra.router, b), b, rb.ns, port(rb.router, a)))
 
     for site in fabric.sites:
         for rack in site.racks:
@@ -134,10 +148,11 @@ def build(fabric: Fabric, plan: Plan, prefix: str, pods_per_node: int) -> Topolo
                         wire(tor.name, w.name)
                 ns = ns_name(prefix, tor.name)
                 if not tor.peering.unnumbered:
-                    bridges.append((ns, SERVERS_INTERFACE))
+                    svi = port(tor, SERVERS_INTERFACE)
+                    bridges.append((ns, svi))
                     for iface in (tor.peering.ipv4, tor.peering.ipv6):
                         if iface is not None:
-                            addresses.append(Address(ns, SERVERS_INTERFACE, str(iface)))
+                            addresses.append(Address(ns, svi, str(iface)))
         for sp in site.spines:
             for w in fabric.wan_routers:
                 wire(sp.name, w.name)
@@ -148,9 +163,10 @@ def build(fabric: Fabric, plan: Plan, prefix: str, pods_per_node: int) -> Topolo
         nodes.append(LabNode(n.name, ns, n.site, n.rack))
         for up in n.uplinks:
             lab_tor = by_name[up.tor]
-            bridge = None if lab_tor.router.peering.unnumbered else SERVERS_INTERFACE
-            links.append(Link(n.name, ns, ifname(up.tor), up.tor, lab_tor.ns, ifname(n.name),
-                              bridge))
+            bridge = (None if lab_tor.router.peering.unnumbered
+                      else port(lab_tor.router, SERVERS_INTERFACE))
+            links.append(Link(n.name, ns, ifname(up.tor), up.tor, lab_tor.ns,
+                              port(lab_tor.router, n.name), bridge))
             for cidr in (up.ipv4, up.ipv6):
                 if cidr is not None:
                     addresses.append(Address(ns, ifname(up.tor), str(cidr)))

@@ -39,3 +39,25 @@ def test_leaf_spine_topology_links_tors_to_spines() -> None:
     assert topo.link("r1-leaf1~spine2") is not None
     assert topo.link("spine2~r1-leaf1") is not None
     assert not topo.pods
+
+
+def test_ports_are_honoured_and_non_linux_names_refused() -> None:
+    import pytest
+    import yaml
+
+    from flatroute.fabric import parse_fabric
+    from flatroute.lab.topology import LabTopologyError
+
+    doc = yaml.safe_load((EXAMPLES / "two-site.yaml").read_text())
+    tor = doc["spec"]["sites"][0]["racks"][0]["tors"][0]
+    tor["ports"] = {"wan1": "swp49", "servers": "vlan100"}
+    f = parse_fabric(yaml.safe_dump(doc))
+    topo = build(f, plan(f), "fx", 0)
+    link = topo.link("tk-r1-a~wan1")
+    assert link is not None
+    assert link.a_if == "swp49"
+    assert ("fx-tk-r1-a", "vlan100") in topo.bridges
+    tor["ports"] = {"wan1": "Ethernet1/49"}
+    f = parse_fabric(yaml.safe_dump(doc))
+    with pytest.raises(LabTopologyError, match="Ethernet1/49"):
+        build(f, plan(f), "fx", 0)
