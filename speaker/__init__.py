@@ -1,0 +1,1 @@
+"""The node agent: desired NodeState -> BGP announcements (ExaBGP) and kernel routes (netlink)."""

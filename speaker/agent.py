@@ -1,0 +1,496 @@
+"""The speaker loop: read the NodeState, make BGP and the kernel match it, say what is true.
+
+Level-triggered: every pass reads the node state file, lists our kernel routes, diffs and applies;
+passes run on a timer and whenever something changes (an ExaBGP event, SIGHUP from `drain`).
+
+Graceful restart, both ways:
+- Stopping (SIGTERM/SIGINT) kills ExaBGP with SIGKILL: no Cease NOTIFICATION, so the ToR keeps our
+  routes as stale; kernel routes are left in place. SIGKILL of the speaker kills ExaBGP with it
+  (parent-death signal) to the same effect.
+- Starting, the kernel still holds the learned ECMP routes of the previous run: each peer's paths
+  are held until that peer is established again and has sent its End-of-RIB (or a cap passes),
+  and the announcements are in ExaBGP's config, sent before its End-of-RIB. Nothing flaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flatroute import ROUTE_PROTOCOL, nodestate
+from flatroute.errors import AdapterError, FlatrouteError, InvalidInput, field_error
+from flatroute.fabric.naming import ifname
+from flatroute.logging import get_logger
+from flatroute.nodefile import NodeFile, write_atomic
+from flatroute.nodestate import NodeState
+from speaker import announce, exabgp_config, reconcile
+from speaker.announce import Announcement
+from speaker.bfd import Bfdd
+from speaker.exabgp_json import Event, Shutdown
+from speaker.exabgp_process import ExaBGP, bridge_command
+from speaker.metrics import Metrics
+from speaker.netlink import Kernel, KernelAdapter
+from speaker.routes import Route, sorted_nexthops
+from speaker.sessions import Sessions
+from speaker.status import SessionStatus, SpeakerStatus, now_iso
+
+DEFAULT_CONFIG_DIR = "/etc/flatroute"
+DEFAULT_RUN_DIR = "/run/flatroute"
+DEFAULT_STATE_DIR = "/var/lib/flatroute"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    node: str
+    state_dir: str = DEFAULT_STATE_DIR
+    run_dir: str = DEFAULT_RUN_DIR
+    config_dir: str = DEFAULT_CONFIG_DIR
+    node_state_file: str | None = None
+    node_file: str | None = None
+    status_file: str | None = None
+    metrics_port: int | None = None
+    metrics_addr: str = ""
+    interval: float = 5.0
+    #: longest time learned paths of a (re)starting peer are held; default: 2x hold time
+    restart_hold: float | None = None
+    exabgp_command: tuple[str, ...] | None = None
+
+    @property
+    def node_state_path(self) -> str:
+        return self.node_state_file or os.path.join(self.state_dir, "nodes", f"{self.node}.json")
+
+    @property
+    def status_path(self) -> str:
+        return self.status_file or os.path.join(self.state_dir, "status", f"{self.node}.json")
+
+    @property
+    def node_file_path(self) -> str:
+        return self.node_file or os.path.join(self.run_dir, "node.json")
+
+    @property
+    def drain_flag(self) -> str:
+        return os.path.join(self.run_dir, "drain")
+
+    @property
+    def pid_file(self) -> str:
+        return os.path.join(self.run_dir, "speaker.pid")
+
+
+def read_md5(state: NodeState, config_dir: str, source: str) -> str | None:
+    if state.bgp.md5_file is None:
+        if state.bgp.md5_kubernetes is not None:
+            raise InvalidInput([field_error(source, "spec.bgp.md5.kubernetesSecret",
+                                            "Kubernetes secrets need Kubernetes mode; "
+                                            "static mode takes bgp.md5.file")])
+        return None
+    path = os.path.join(config_dir, state.bgp.md5_file)  # absolute paths stay as they are
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError as exc:
+        raise InvalidInput([field_error(source, "spec.bgp.md5.file",
+                                        f"cannot read the MD5 password file: {exc.strerror}",
+                                        path)]) from exc
+
+
+@dataclass(slots=True)
+class Desired:
+    state: NodeState
+    generation: str
+    md5: str | None
+
+
+def load(opts: Options) -> Desired:
+    """Read and validate the node state (and its MD5 secret): all or nothing."""
+    path = opts.node_state_path
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError as exc:
+        raise InvalidInput([field_error(path, "", "no node state (has the controller "
+                                        "published it?)")]) from exc
+    except OSError as exc:
+        raise InvalidInput([field_error(path, "", f"cannot read: {exc.strerror}")]) from exc
+    state = nodestate.from_json(text, path)
+    if state.node != opts.node:
+        raise InvalidInput([field_error(path, "spec.node", f"is for another node, not "
+                                        f"{opts.node}", state.node)])
+    announce.validate(state, path)
+    try:
+        gen = str(json.loads(text).get("generation") or "")
+    except ValueError:
+        gen = ""
+    md5 = read_md5(state, opts.config_dir, path)
+    return Desired(state, gen or nodestate.spec_hash(nodestate.spec_doc(state)), md5)
+
+
+@dataclass(slots=True)
+class _Report:
+    last_error: str | None = None
+    applied_at: str | None = None
+    seen_generation: str | None = None
+    reconcile_at: str | None = None
+    reconcile_ms: float | None = None
+    reconcile_ok: bool = True
+    installed: dict[str, int] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+class Agent:
+    def __init__(self, opts: Options, *, kernel: KernelAdapter | None = None) -> None:
+        self.opts = opts
+        self.log = get_logger(node=opts.node)
+        self.kernel: KernelAdapter = kernel or Kernel(ROUTE_PROTOCOL)
+        self.sessions = Sessions()
+        self.trigger = threading.Event()
+        self.stopping = threading.Event()
+        self.metrics = Metrics(opts.node)
+        self.desired: Desired | None = None
+        self.report = _Report()
+        pipename = "flatroute-" + hashlib.sha256(opts.run_dir.encode()).hexdigest()[:10]
+        self.paths = exabgp_config.Paths(opts.run_dir, pipename)
+        self.exabgp = ExaBGP(self.paths, self._on_event, command=opts.exabgp_command,
+                             log=self.log)
+        self.bfdd = Bfdd(opts.run_dir, self.log)
+        self.session_config: str | None = None  # rendered config minus routes, of the running one
+        self.applied: frozenset[Announcement] = frozenset()
+        self.exabgp_starts_seen = 0
+        self.hold_since = time.monotonic()
+        self.settled: set[str] = set()
+        self.static_done = ""  # generation whose static parts (sysctls, files) were applied
+        self.applied_generation: str | None = None
+
+    # -- events from ExaBGP (reader thread) --------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, Shutdown):
+            self.log.warning("exabgp_shutting_down")
+        if self.sessions.handle(event):
+            self.trigger.set()
+        self.log.debug("exabgp_event", kind=type(event).__name__)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> int:
+        os.makedirs(self.opts.run_dir, exist_ok=True)
+        write_atomic(self.opts.pid_file, f"{os.getpid()}\n")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, lambda *_: self.trigger.set())
+        if self.opts.metrics_port is not None:
+            self.metrics.serve(self.opts.metrics_port, self.opts.metrics_addr)
+        self.log.info("speaker_started", node_state=self.opts.node_state_path,
+                      run_dir=self.opts.run_dir)
+        try:
+            while not self.stopping.is_set():
+                self.reconcile_once()
+                wait = self.opts.interval if self._all_settled() else 0.25
+                self.trigger.wait(wait)
+                self.trigger.clear()
+        finally:
+            self.stop()
+        return 0
+
+    def _on_stop_signal(self, *_: object) -> None:
+        self.stopping.set()
+        self.trigger.set()
+
+    def stop(self) -> None:
+        """Planned stop: no NOTIFICATION, kernel routes stay, the ToR keeps ours as stale."""
+        self.exabgp.close()
+        self.log.info("speaker_stopped", kernel_routes="kept", bgp="graceful restart")
+        with contextlib.suppress(Exception):
+            self.write_status()
+
+    def drained(self) -> bool:
+        return os.path.exists(self.opts.drain_flag)
+
+    def reconcile_once(self) -> None:
+        t0 = time.perf_counter()
+        errors: list[str] = []
+        try:
+            load_error = self._load()
+            if load_error:
+                errors.append(load_error)
+            if self.desired is not None:  # bad input: the last good state stays in force
+                errors += self._reconcile(self.desired)
+        except FlatrouteError as exc:
+            errors.append(str(exc))
+        except Exception as exc:  # keep running, say what happened
+            errors.append(f"internal error: {type(exc).__name__}: {exc}")
+            self.log.exception("reconcile_crashed")
+        if errors:
+            self.metrics.reconcile_errors.labels(self.opts.node).inc()
+            self.log.error("reconcile_failed", errors=errors)
+        dt = time.perf_counter() - t0
+        self.metrics.reconcile_seconds.labels(self.opts.node).observe(dt)
+        self.report.last_error = "; ".join(errors) or None
+        self.report.reconcile_at = now_iso()
+        self.report.reconcile_ms = round(dt * 1000, 2)
+        self.report.reconcile_ok = not errors
+        self.write_status()
+
+    def _load(self) -> str | None:
+        """Load the node state; returns an error text (and keeps the old state) when bad."""
+        try:
+            new = load(self.opts)
+        except InvalidInput as exc:
+            self.report.seen_generation = None
+            self.log.error("node_state_invalid", errors=[str(e) for e in exc.errors])
+            return "invalid node state, nothing of it applied: " + "; ".join(
+                str(e) for e in exc.errors)
+        self.report.seen_generation = new.generation
+        if self.desired is None or new.generation != self.desired.generation \
+                or new.md5 != self.desired.md5:
+            self.log.info("node_state_loaded", generation=new.generation)
+        self.desired = new
+        return None
+
+    def _reconcile(self, d: Desired) -> list[str]:
+        st = d.state
+        errors: list[str] = []
+        if self.static_done != d.generation:
+            errors += self._apply_node_settings(st)
+            self.static_done = d.generation if not errors else ""
+        self.sessions.configure({str(p.address): (p.name, d.md5 is not None) for p in st.peers},
+                                st.asn)
+        try:
+            self._exabgp(d)
+        except FlatrouteError as exc:
+            errors.append(str(exc))
+        errors += self._bfd(st)
+        self.sessions.never_connected(after=max(3.0, st.bgp.hold_time / 3))
+        errors += self._kernel(st)
+        if not errors:
+            self.report.applied_at = now_iso()
+            self.applied_generation = d.generation
+        return errors
+
+    # -- pieces --------------------------------------------------------------------------------
+    def _apply_node_settings(self, st: NodeState) -> list[str]:
+        errors: list[str] = []
+        k = self.kernel
+        uplinks = [ifname(u.tor) for u in st.uplinks]
+        settings = [("net.ipv4.ip_forward", "1"), ("net.ipv6.conf.all.forwarding", "1"),
+                    ("net.ipv4.conf.all.rp_filter", "0"), ("net.ipv4.conf.default.rp_filter", "0"),
+                    ("net.ipv4.conf.lo.rp_filter", "0")]
+        if st.srv6_enabled and k.features().seg6:
+            settings += [("net.ipv6.conf.all.seg6_enabled", "1"),
+                         ("net.ipv6.conf.default.seg6_enabled", "1"),
+                         ("net.ipv6.conf.lo.seg6_enabled", "1")]
+        for dev in uplinks:
+            if not os.path.exists(f"/proc/sys/net/ipv4/conf/{dev}"):
+                continue  # reported below as a missing uplink
+            settings.append((f"net.ipv4.conf.{dev}.rp_filter", "0"))
+            if st.srv6_enabled and k.features().seg6:
+                settings.append((f"net.ipv6.conf.{dev}.seg6_enabled", "1"))
+        for key, value in settings:
+            err = k.set_sysctl(key, value)
+            if err:
+                errors.append(f"sysctl {err}")
+        if st.srv6_enabled:
+            try:
+                k.ensure_up("lo")  # seg6local routes need an UP device
+                src = st.source_address
+                if src is not None and k.tunsrc() != src:
+                    k.set_tunsrc(src)
+            except AdapterError as exc:
+                errors.append(str(exc))
+        nf = NodeFile(st.node, tuple(str(b) for b in st.ipv4_blocks),
+                      tuple(str(b) for b in st.ipv6_blocks), st.mtu,
+                      route_protocol=ROUTE_PROTOCOL)
+        try:
+            write_atomic(self.opts.node_file_path, nf.to_json())
+        except OSError as exc:
+            errors.append(f"cannot write node file {self.opts.node_file_path}: {exc.strerror}")
+        return errors
+
+    def _render(self, d: Desired, static: frozenset[Announcement]) -> str:
+        return exabgp_config.render_config(d.state, bridge_command(self.paths),
+                                           md5_password=d.md5, static=static)
+
+    def _exabgp(self, d: Desired) -> None:
+        want = announce.desired(d.state, drained=self.drained())
+        session_config = self._render(d, frozenset())
+        env = exabgp_config.render_env(self.paths)
+        if self.session_config is not None and session_config != self.session_config \
+                and self.exabgp.alive():
+            # Peers, ASNs, timers or MD5 changed: only a restart applies that. SIGKILL keeps GR.
+            self.log.info("exabgp_restart_for_config_change")
+            self.exabgp.kill()
+        if self.exabgp.supervise(lambda: self._render(d, want), env):
+            self.session_config = session_config
+        if self.exabgp.starts != self.exabgp_starts_seen:
+            # A fresh ExaBGP: it announces `want` from its config; hold learned paths again.
+            self.exabgp_starts_seen = self.exabgp.starts
+            self.applied = want
+            self.sessions.exabgp_lost()
+            self.settled.clear()
+            self.hold_since = time.monotonic()
+            self.exabgp.connected.wait(5)
+        if not self.exabgp.connected.is_set():
+            return
+        withdraw, add = announce.diff(want, self.applied)
+        cmds = ([exabgp_config.withdraw_command(a) for a in withdraw]
+                + [exabgp_config.announce_command(a) for a in add])
+        if not cmds:
+            return
+        results = self.exabgp.send(cmds)
+        applied = set(self.applied)
+        failed = []
+        for a, ok in zip([*withdraw, *add], results[:len(withdraw)] + results[len(withdraw):],
+                         strict=True):
+            is_withdraw = a in withdraw
+            if not ok:
+                failed.append(f"{'withdraw' if is_withdraw else 'announce'} {a.prefix} "
+                              f"to {a.peer}")
+                continue
+            if is_withdraw:
+                applied.discard(a)
+            else:
+                applied = {x for x in applied if (x.peer, x.prefix) != (a.peer, a.prefix)}
+                applied.add(a)
+        self.applied = frozenset(applied)
+        self.log.info("announcements_changed", withdrawn=len(withdraw), announced=len(add),
+                      failed=len(failed))
+        if failed:
+            raise AdapterError("ExaBGP refused: " + ", ".join(failed))
+
+    def _bfd(self, st: NodeState) -> list[str]:
+        if not st.bgp.bfd:
+            if self.bfdd.pid is not None:
+                self.bfdd.stop()
+            for p in st.peers:
+                self.sessions.set_bfd(str(p.address), None)
+            return []
+        if not self.bfdd.available():
+            return ["BFD is configured but FRR bfdd/vtysh are not installed"]
+        self.bfdd.start(st)
+        for peer, state in self.bfdd.poll(str(p.address) for p in st.peers).items():
+            if self.sessions.set_bfd(peer, state):
+                self.log.info("bfd_state", peer=peer, state=state)
+        return [self.bfdd.error] if self.bfdd.error else []
+
+    def _all_settled(self) -> bool:
+        d = self.desired
+        if d is None:
+            return True
+        return all(str(p.address) in self.settled for p in d.state.peers) or \
+            time.monotonic() - self.hold_since > self._restart_hold(d.state)
+
+    def _restart_hold(self, st: NodeState) -> float:
+        return self.opts.restart_hold if self.opts.restart_hold is not None \
+            else float(max(2 * st.bgp.hold_time, 6))
+
+    def _held_devices(self, st: NodeState) -> set[str]:
+        now = time.time()
+        expired = time.monotonic() - self.hold_since > self._restart_hold(st)
+        held = set()
+        by_peer = {s.peer: s for s in self.sessions.snapshot()}
+        for p in st.peers:
+            key = str(p.address)
+            s = by_peer.get(key)
+            if key not in self.settled and s is not None and s.state == "established" and (
+                    s.eor or (s.established_at is not None and now - s.established_at > 1.0)):
+                self.settled.add(key)
+            if key not in self.settled and not expired and (s is None or s.bfd != "down"):
+                held.add(ifname(p.name))
+        return held
+
+    def _kernel(self, st: NodeState) -> list[str]:
+        k = self.kernel
+        feats = k.features()
+        encap_dev = next((ifname(u.tor) for u in st.uplinks if k.link_up(ifname(u.tor))), None)
+        srv6, skipped = reconcile.srv6_routes(st, vrf=feats.vrf, encap_device=encap_dev)
+        learned = reconcile.learned_routes(st, self.sessions.snapshot())
+        actual = k.list_owned()
+        held = self._held_devices(st)
+        if held:
+            learned = reconcile.hold_learned(
+                learned, [_only_devices(r, held) for r in actual if r.kind == "learned"])
+            learned = [r for r in learned if r.nexthops]
+        ops = reconcile.diff([*learned, *srv6], actual)
+        errors = []
+        if ops:
+            res = k.apply(ops)
+            self.log.info("kernel_changed", ops=len(ops), applied=res.applied,
+                          failed=len(res.failures))
+            errors += [f"route {r.dst}: {why}" for r, why in res.failures]
+        if ops:
+            now = k.list_owned()
+            counts = {"routes": sum(r.kind == "learned" for r in now),
+                      "encap": sum(r.kind == "encap" for r in now),
+                      "sids": sum(r.kind == "sid" for r in now)}
+        else:
+            counts = {"routes": sum(r.kind == "learned" for r in actual),
+                      "encap": sum(r.kind == "encap" for r in actual),
+                      "sids": sum(r.kind == "sid" for r in actual)}
+        self.report.installed = counts
+        self.report.skipped = [{"what": s.what, "reason": s.reason} for s in skipped]
+        for kind, n in counts.items():
+            self.metrics.routes.labels(self.opts.node, kind).set(n)
+        self.metrics.missing_features.labels(self.opts.node).set(len(feats.missing))
+        return errors
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self) -> SpeakerStatus:
+        now = time.time()
+        sent: dict[str, int] = {}
+        for a in self.applied:
+            sent[a.peer] = sent.get(a.peer, 0) + 1
+        sessions = []
+        for s in sorted(self.sessions.snapshot(), key=lambda x: x.peer):
+            up = s.state == "established" and s.established_at is not None
+            n_sent = sent.get(s.peer, 0) if s.state == "established" else 0
+            sessions.append(SessionStatus(
+                s.peer, s.name, s.state, round(now - s.established_at, 1)
+                if up and s.established_at else None, s.last_error, n_sent, len(s.received),
+                s.bfd, s.flaps))
+            labels = (self.opts.node, s.peer, s.name)
+            self.metrics.session_up.labels(*labels).set(1 if s.state == "established" else 0)
+            self.metrics.prefixes_sent.labels(*labels).set(n_sent)
+            self.metrics.prefixes_received.labels(*labels).set(len(s.received))
+            self.metrics.session_flaps.labels(*labels).set(s.flaps)
+            if s.bfd is not None:
+                self.metrics.bfd_up.labels(*labels).set(1 if s.bfd == "up" else 0)
+        self.metrics.exabgp_starts.labels(self.opts.node).set(self.exabgp.starts)
+        announced = tuple(sorted({a.prefix for a in self.applied}))
+        feats: tuple[str, ...] = ()
+        with contextlib.suppress(Exception):
+            feats = self.kernel.features().missing
+        return SpeakerStatus(
+            node=self.opts.node, pid=os.getpid(), updated_at=now_iso(now),
+            generation=self.applied_generation, applied_at=self.report.applied_at,
+            seen_generation=self.report.seen_generation, drained=self.drained(),
+            last_reconcile_at=self.report.reconcile_at,
+            last_reconcile_ms=self.report.reconcile_ms,
+            last_reconcile_ok=self.report.reconcile_ok, last_error=self.report.last_error,
+            sessions=tuple(sessions), announced=announced, installed=dict(self.report.installed),
+            skipped=tuple(self.report.skipped), missing_kernel_features=feats,
+            exabgp={"running": self.exabgp.alive(), "starts": self.exabgp.starts,
+                    "lastExit": self.exabgp.last_exit},
+        )
+
+    def write_status(self) -> None:
+        try:
+            write_atomic(self.opts.status_path, self.status().to_json())
+        except OSError as exc:
+            self.log.error("status_write_failed", path=self.opts.status_path, error=str(exc))
+
+
+def _only_devices(r: Route, devices: set[str]) -> Route:
+    return Route(r.dst, sorted_nexthops(n for n in r.nexthops if n.ifname in devices),
+                 r.encap, r.table, r.metric, r.kind)
+
+
+def agent_from_args(args: Any) -> Agent:
+    return Agent(Options(
+        node=args.node, state_dir=args.state_dir, run_dir=args.run_dir,
+        config_dir=args.config_dir, node_state_file=args.node_state, node_file=args.node_file,
+        status_file=args.status_file, metrics_port=args.metrics_port,
+        metrics_addr=args.metrics_listen or "", interval=args.interval))

@@ -1,0 +1,131 @@
+"""`flatroute speaker run|status|drain`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import time
+
+from flatroute.errors import AdapterError
+
+DEFAULTS = {"config_dir": "/etc/flatroute", "run_dir": "/run/flatroute",
+            "state_dir": "/var/lib/flatroute"}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", required=True, help="this node's name")
+    p.add_argument("--state-dir", default=DEFAULTS["state_dir"],
+                   help="holds nodes/NODE.json (input) and status/NODE.json (output) "
+                   "(default: %(default)s)")
+    p.add_argument("--run-dir", default=DEFAULTS["run_dir"],
+                   help="ExaBGP config/env/pid/log, API socket, drain flag, pid file "
+                   "(default: %(default)s)")
+    p.add_argument("--status-file", help="status document path "
+                   "(default: STATE_DIR/status/NODE.json)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sp = sub.add_parser("speaker", help="the node agent: BGP to the ToRs, kernel routes, SRv6")
+    ssub = sp.add_subparsers(dest="speaker_command", metavar="SUBCOMMAND", required=True)
+
+    run = ssub.add_parser("run", help="run the speaker in the current network namespace")
+    _common(run)
+    run.add_argument("--config-dir", default=DEFAULTS["config_dir"],
+                     help="base for relative secret paths such as bgp.md5.file "
+                     "(default: %(default)s)")
+    run.add_argument("--node-state", metavar="FILE",
+                     help="read the node state from FILE instead of STATE_DIR/nodes/NODE.json")
+    run.add_argument("--node-file", help="node file for the CNI plugin "
+                     "(default: RUN_DIR/node.json)")
+    run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    run.add_argument("--metrics-listen", metavar="ADDR", default="",
+                     help="address for the metrics endpoint (default: all)")
+    run.add_argument("--interval", type=float, default=5.0,
+                     help="seconds between full reconcile passes (default: %(default)s)")
+    run.add_argument("--log-format", choices=("json", "console"), default="json")
+    run.add_argument("--log-level", default="info")
+    run.set_defaults(func=cmd_run)
+
+    st = ssub.add_parser("status", help="show sessions, routes and errors of a speaker")
+    _common(st)
+    st.add_argument("--json", action="store_true", help="the status document as JSON")
+    st.set_defaults(func=cmd_status)
+
+    dr = ssub.add_parser("drain", help="withdraw every announcement on purpose (maintenance)")
+    _common(dr)
+    dr.add_argument("--undo", action="store_true", help="end the drain: announce again")
+    dr.add_argument("--timeout", type=float, default=30.0,
+                    help="seconds to wait for the speaker to confirm (default: %(default)s)")
+    dr.set_defaults(func=cmd_drain)
+
+
+def _status_path(args: argparse.Namespace) -> str:
+    return args.status_file or os.path.join(args.state_dir, "status", f"{args.node}.json")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flatroute import logging as flog
+    from speaker.agent import agent_from_args
+
+    flog.configure(json=args.log_format == "json", level=args.log_level)
+    return agent_from_args(args).run()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from speaker import status
+
+    try:
+        st = status.read(_status_path(args))
+    except status.StatusError as exc:
+        raise AdapterError(str(exc)) from exc
+    if args.json:
+        sys.stdout.write(st.to_json())
+    else:
+        sys.stdout.write(status.render_text(st))
+    if st.is_stale():
+        return 3
+    return 0 if st.last_error is None else 1
+
+
+def _poke(run_dir: str) -> None:
+    """Ask a running speaker for a reconcile pass now (SIGHUP), if it is running."""
+    try:
+        with open(os.path.join(run_dir, "speaker.pid"), encoding="ascii") as fh:
+            pid = int(fh.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            if b"speaker" not in fh.read():
+                return
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        pass
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    from speaker import status
+
+    flag = os.path.join(args.run_dir, "drain")
+    if args.undo:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(flag)
+    else:
+        os.makedirs(args.run_dir, exist_ok=True)
+        with open(flag, "w", encoding="utf-8") as fh:
+            fh.write(f"drained at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    _poke(args.run_dir)
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        try:
+            st = status.read(_status_path(args))
+        except status.StatusError:
+            st = None
+        if st is not None and st.drained == (not args.undo) \
+                and (bool(st.announced) == args.undo):
+            print("drained: every announcement withdrawn" if not args.undo
+                  else "undrained: announcing again")
+            return 0
+        time.sleep(0.2)
+    raise AdapterError(f"the speaker did not confirm within {args.timeout:g} s (the drain flag "
+                       f"{flag} is {'removed' if args.undo else 'set'}; is the speaker running?)")
