@@ -90,18 +90,15 @@ install -d /var/lib/flatroute/state/nodes
 ln -sf /etc/flatroute/nodestate.json /var/lib/flatroute/state/nodes/os-n2.json
 
 echo '>>> speaker: flatroute-speaker.service'
-# The speaker's flags are read from its --help: --node-state FILE if it has it, else
-# the static-mode state directory (STATE_DIR/nodes/<node>.json) that `flatroute lab`
-# uses.
+# The speaker's flags are read from its --help: the static-mode state directory
+# (nodes/<node>.json in, status/<node>.json out) as `flatroute lab` uses it, and
+# --node-state, --run-dir and --node-file when the speaker has them.
 help=$(flatroute speaker run --help 2>/dev/null || true)
 if [ -z "$help" ]; then
   echo 'WARNING: this flatroute has no `speaker run` command: the speaker is not started' >&2
 else
-  args="--node os-n2"
-  case "$help" in
-    *--node-state*) args="$args --node-state /etc/flatroute/nodestate.json" ;;
-    *) args="$args --state-dir /var/lib/flatroute/state" ;;
-  esac
+  args="--node os-n2 --state-dir /var/lib/flatroute/state"
+  case "$help" in *--node-state*) args="$args --node-state /etc/flatroute/nodestate.json" ;; esac
   case "$help" in *--run-dir*) args="$args --run-dir /run/flatroute/speaker" ;; esac
   case "$help" in *--node-file*) args="$args --node-file /run/flatroute/node.json" ;; esac
   cat > /etc/systemd/system/flatroute-speaker.service <<FLATROUTE_EOF
