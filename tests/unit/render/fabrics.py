@@ -18,6 +18,8 @@ spec:
   sites:
     - name: s1
       pools: {ipv4: [10.50.0.0/16], ipv6: ["fd00:50::/56"]}
+      spines:
+        - {name: s1-spine, asn: 65300, routerId: 10.255.3.9, platform: frr}
       racks:
         - name: r1
           tors:
