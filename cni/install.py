@@ -40,6 +40,25 @@ def launcher(python: str) -> str:
     return "\n".join(lines)
 
 
+def default_python() -> str:
+    """The interpreter for the launcher: the distribution's python3 when it is 3.11 or newer.
+
+    Debian's /usr/bin/python3 is statically linked with _socket and _struct built in; it starts
+    ~4 ms faster than a shared-libpython build (pyenv, venvs), which is a quarter of the budget.
+    The plugin needs only the standard library, so any 3.11+ interpreter will do.
+    """
+    system = "/usr/bin/python3"
+    if sys.executable != system and os.access(system, os.X_OK):
+        import subprocess
+
+        probe = subprocess.run(
+            [system, "-IS", "-c", "import sys; print(sys.version_info >= (3, 11))"],
+            capture_output=True, text=True, check=False)
+        if probe.stdout.strip() == "True":
+            return system
+    return sys.executable
+
+
 def conflist(name: str = "flatroute", mtu: int | None = None, node_file: str | None = None,
              data_dir: str | None = None, portmap: bool = False) -> dict[str, object]:
     plugin: dict[str, object] = {"type": BINARY, "ipam": {}}
@@ -70,7 +89,9 @@ def _write_atomic(path: str, text: str, mode: int) -> None:
         raise
 
 
-def install(bin_dir: str, conf_dir: str, python: str = sys.executable, **conf: object) -> list[str]:
+def install(bin_dir: str, conf_dir: str, python: str | None = None, **conf: object,
+            ) -> list[str]:
+    python = python or default_python()
     binary = os.path.join(bin_dir, BINARY)
     conf_path = os.path.join(conf_dir, CONFLIST)
     _write_atomic(binary, launcher(python), 0o755)
@@ -106,8 +127,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         p.add_argument("--bin-dir", default=DEFAULT_BIN_DIR)
         p.add_argument("--conf-dir", default=DEFAULT_CONF_DIR)
         if name == "install":
-            p.add_argument("--python", default=sys.executable,
-                           help="interpreter for the launcher (default: this one)")
+            p.add_argument("--python", default=None,
+                           help="interpreter for the launcher (default: /usr/bin/python3 if it "
+                           "is 3.11+, else this one)")
             p.add_argument("--name", default="flatroute", help="network name")
             p.add_argument("--mtu", type=int, default=None, help="override the node file's MTU")
             p.add_argument("--node-file", default=None)

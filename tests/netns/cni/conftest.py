@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ class Node:
         sh("ip", "route", "add", "default", "via", "192.0.2.2", ns=self.name)
         sh("ip", "-6", "route", "add", "default", "via", "2001:db8::2", ns=self.name)
         self.bin = tmp / "bin"
-        install(str(self.bin), str(tmp / "net.d"), sys.executable)
+        install(str(self.bin), str(tmp / "net.d"))  # the interpreter a real install picks
         for plugin in ("host-local", "tuning", "bandwidth", "portmap"):
             if os.path.exists(f"{REF}/{plugin}"):
                 os.symlink(f"{REF}/{plugin}", self.bin / plugin)
