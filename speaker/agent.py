@@ -408,7 +408,7 @@ class Agent:
         encap_dev = next((ifname(u.tor) for u in st.uplinks if k.link_up(ifname(u.tor))), None)
         srv6, skipped = reconcile.srv6_routes(st, vrf=feats.vrf, encap_device=encap_dev)
         learned = reconcile.learned_routes(st, self.sessions.snapshot())
-        actual = k.list_owned()
+        actual = reconcile.speaker_owned(k.list_owned(), st)
         held = self._held_devices(st)
         if held:
             learned = reconcile.hold_learned(
@@ -422,7 +422,7 @@ class Agent:
                           failed=len(res.failures))
             errors += [f"route {r.dst}: {why}" for r, why in res.failures]
         if ops:
-            now = k.list_owned()
+            now = reconcile.speaker_owned(k.list_owned(), st)
             counts = {"routes": sum(r.kind == "learned" for r in now),
                       "encap": sum(r.kind == "encap" for r in now),
                       "sids": sum(r.kind == "sid" for r in now)}

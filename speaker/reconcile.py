@@ -122,6 +122,20 @@ def hold_learned(desired: list[Route], actual: Iterable[Route]) -> list[Route]:
     return sorted(by_key.values(), key=lambda r: r.key)
 
 
+def speaker_owned(actual: Iterable[Route], state: NodeState) -> list[Route]:
+    """Our protocol's routes minus the pods' host routes, which the CNI plugin owns.
+
+    Both carry flatroute's protocol number; a /32 or /128 inside the node's own pod blocks
+    without an encapsulation is a pod's route (made by ADD, removed by DEL and GC), never the
+    speaker's to delete.
+    """
+    blocks = [*state.ipv4_blocks, *state.ipv6_blocks]
+    return [r for r in actual
+            if r.encap is not None or r.dst.prefixlen != r.dst.max_prefixlen
+            or not any(r.dst.version == b.version and r.dst.subnet_of(b)  # type: ignore[arg-type]
+                       for b in blocks)]
+
+
 def diff(desired: Iterable[Route], actual: Iterable[Route]) -> list[Op]:
     """Ops turning `actual` (ours only) into `desired`: add new, replace changed, delete gone."""
     want = {r.key: r for r in desired}
