@@ -1,10 +1,11 @@
 """The kernel adapter: the only place the speaker touches routes, links, sysctls and seg6 state.
 
 Two paths behind one `Kernel` class:
-- pyroute2 for the few, rich operations where its speed does not matter: seg6 and seg6local
-  routes, link state, the VRF feature probe.
+- pyroute2 for the few, rich operations where its speed does not matter: seg6local SIDs, link
+  state, the VRF feature probe.
 - `speaker.rtnl` (stdlib struct-packed rtnetlink, batched, ACK-checked) for listing our routes and
-  for writing plain and ECMP routes in bulk: pyroute2 builds each message in Python (~0.5 ms a
+  for writing plain, ECMP and seg6 encap routes in bulk (pyroute2 0.9 also cannot write
+  `encap.red`): pyroute2 builds each message in Python (~0.5 ms a
   route, 1.5-2k routes/s) and lists 10,000 routes in ~1.5 s; the batch path does both in tens of
   milliseconds. See the module docstring of `speaker.rtnl`.
 
@@ -101,8 +102,8 @@ class Kernel:
     def apply(self, ops: Sequence[Op]) -> ApplyResult:
         """Apply route changes; plain routes in one batch, seg6 ones through pyroute2."""
         res = ApplyResult()
-        plain = [op for op in ops if op.route.encap is None]
-        rich = [op for op in ops if op.route.encap is not None]
+        plain = [op for op in ops if not isinstance(op.route.encap, Seg6Local)]
+        rich = [op for op in ops if isinstance(op.route.encap, Seg6Local)]
         with self._lock:
             # Deletes first so a route changing kind (plain <-> encap) can be re-added.
             for op in [o for o in rich if o.action == "delete"]:
@@ -216,7 +217,10 @@ class Kernel:
 
 def _encap_kwargs(encap: Seg6Encap | Seg6Local | None) -> dict[str, Any]:
     if isinstance(encap, Seg6Encap):
-        return {"type": "seg6", "mode": encap.mode, "segs": [str(s) for s in encap.segments]}
+        # pyroute2 copies `segs` into the SRH as given; the SRH lists segments last-first
+        # (iproute2 reverses for you), so reverse the travel order here.
+        return {"type": "seg6", "mode": encap.mode,
+                "segs": [str(s) for s in reversed(encap.segments)]}
     if isinstance(encap, Seg6Local):
         kw: dict[str, Any] = {"type": "seg6local", "action": encap.action}
         if encap.nh4 is not None:

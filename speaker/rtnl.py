@@ -9,8 +9,9 @@ we know exactly which route failed). Dumps ask the kernel to filter by protocol 
 checking), so listing our routes does not cost a parse of everyone else's.
 
 Scope on purpose: unicast routes with a gateway and/or device, ECMP multipath, IPv4 over an IPv6
-next hop (RTA_VIA), and *parsing* of seg6/seg6local encapsulations. Writing seg6 routes (a handful
-per node) stays with pyroute2 in `netlink.py`.
+next hop (RTA_VIA), seg6 encapsulation routes (pyroute2 0.9 knows no `encap.red` and silently
+writes `encap` instead), and *parsing* of seg6local. Writing seg6local SIDs (a handful per node)
+stays with pyroute2 in `netlink.py`.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ SOL_NETLINK, NETLINK_GET_STRICT_CHK, NETLINK_EXT_ACK, NETLINK_CAP_ACK = 270, 12,
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH = 1, 4, 5, 6, 9
 RTA_TABLE, RTA_VIA, RTA_ENCAP_TYPE, RTA_ENCAP = 15, 18, 21, 22
 RTN_UNICAST = 1
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 LWTUNNEL_ENCAP_SEG6, LWTUNNEL_ENCAP_SEG6_LOCAL = 5, 7
 SEG6_IPTUNNEL_SRH = 1
 SEG6_MODES = {0: "inline", 1: "encap", 2: "l2encap", 3: "encap.red", 4: "l2encap.red"}
+SEG6_MODE_CODES = {"encap": 1, "encap.red": 3}
 SEG6_LOCAL_ACTION, SEG6_LOCAL_TABLE, SEG6_LOCAL_NH4, SEG6_LOCAL_NH6 = 1, 3, 4, 5
 SEG6_LOCAL_OIF, SEG6_LOCAL_VRFTABLE = 7, 9
 SEG6_ACTIONS = {1: "End", 2: "End.X", 3: "End.T", 4: "End.DX2", 5: "End.DX6", 6: "End.DX4",
@@ -112,13 +114,17 @@ def pack_route(op: Op, seq: int, ifindex: dict[str, int], protocol: int,
                ack: bool = True) -> bytes:
     """Build one RTM_NEWROUTE/RTM_DELROUTE message for a plain or multipath route."""
     r = op.route
-    if r.encap is not None:
-        raise ValueError(f"{r.dst}: encapsulated routes are written through pyroute2")
+    if isinstance(r.encap, Seg6Local):
+        raise ValueError(f"{r.dst}: seg6local routes are written through pyroute2")
     has_gw = any(nh.gateway for nh in r.nexthops)
+    if op.action == "delete":
+        # Like iproute2: scope "nowhere" and no type match any route at the key; the protocol
+        # is still checked by the kernel, so a foreign route at the same key is never deleted.
+        scope, rtype = RT_SCOPE_NOWHERE, 0
+    else:
+        scope, rtype = (RT_SCOPE_UNIVERSE if has_gw else RT_SCOPE_LINK), RTN_UNICAST
     rtm = _RTMSG.pack(_family(r.dst.version), r.dst.prefixlen, 0, 0,
-                      r.table if r.table < 256 else 252, protocol,
-                      RT_SCOPE_UNIVERSE if has_gw or op.action == "delete" else RT_SCOPE_LINK,
-                      RTN_UNICAST, 0)
+                      r.table if r.table < 256 else 252, protocol, scope, rtype, 0)
     attrs = [_attr(RTA_DST, r.dst.network_address.packed)]
     if r.table >= 256:
         attrs.append(_attr(RTA_TABLE, struct.pack("=I", r.table)))
@@ -138,6 +144,9 @@ def pack_route(op: Op, seq: int, ifindex: dict[str, int], protocol: int,
                 idx = ifindex[nh.ifname] if nh.ifname else 0
                 parts.append(_RTNH.pack(_RTNH.size + len(inner), 0, 0, idx) + inner)
             attrs.append(_attr(RTA_MULTIPATH, b"".join(parts)))
+    if isinstance(r.encap, Seg6Encap) and op.action != "delete":
+        attrs += [_attr(RTA_ENCAP_TYPE, struct.pack("=H", LWTUNNEL_ENCAP_SEG6)),
+                  _attr(RTA_ENCAP, _attr(SEG6_IPTUNNEL_SRH, pack_srh(r.encap)))]
     body = rtm + b"".join(attrs)
     if op.action == "delete":
         mtype, flags = RTM_DELROUTE, F_REQUEST
@@ -150,6 +159,18 @@ def pack_route(op: Op, seq: int, ifindex: dict[str, int], protocol: int,
     if ack:
         flags |= F_ACK
     return _NLMSG.pack(_NLMSG.size + len(body), mtype, flags, seq, 0) + body
+
+
+def pack_srh(encap: Seg6Encap) -> bytes:
+    """struct seg6_iptunnel_encap: mode, then the SRH with its segments listed last-first."""
+    if encap.mode not in SEG6_MODE_CODES:
+        raise ValueError(f"unsupported seg6 mode {encap.mode!r}")
+    n = len(encap.segments)
+    if not 1 <= n <= 64:
+        raise ValueError("a seg6 route needs 1 to 64 segments")
+    srh = struct.pack("=BBBBBBH", 0, 2 * n, 4, n - 1, n - 1, 0, 0)
+    segs = b"".join(s.packed for s in reversed(encap.segments))
+    return struct.pack("=i", SEG6_MODE_CODES[encap.mode]) + srh + segs
 
 
 def _attrs(data: bytes, offset: int, end: int) -> Iterator[tuple[int, bytes]]:

@@ -105,6 +105,7 @@ class Sessions:
                 if s.state == "established":
                     s.flaps += 1
                 s.state, s.since, s.established_at = "idle", time.time(), None
+                s.ever_connected = False
                 s.eor.clear()
 
     def handle(self, event: object) -> bool:
