@@ -1,0 +1,279 @@
+"""Kubernetes objects -> a validated `Fabric`: FabricConfig + RackPeerings + Nodes.
+
+The objects are assembled into the fabric file's document (flatroute.dev/v1 Fabric) and
+validated by the one loader (`parse_fabric`), so Kubernetes mode and static mode accept
+exactly the same fabrics. Every error the loader reports with a path in the assembled
+document is mapped back to the object and field it came from, e.g.
+`RackPeering/r1: spec.tors[1].asn: ...` or
+`Node/n4: metadata.labels[topology.kubernetes.io/zone]: ...`.
+
+Per-node problems that only concern one Kubernetes Node (no rack label, a rack no
+RackPeering defines, a site label that contradicts the rack's site) leave that node out of
+the fabric ("unplaced", reported on the FabricConfig's status) instead of rejecting the
+whole input: one mislabelled node among hundreds must not freeze the fabric.
+
+Node fields:
+- rack: the label `nodeDiscovery.rackLabel` (default topology.kubernetes.io/zone)
+- site: the label `nodeDiscovery.siteLabel` (default topology.kubernetes.io/region); only
+  checked against the rack's site (the rack decides)
+- role: label, else annotation, `nodeDiscovery.roleLabel` (default flatroute.dev/role)
+- uplinks: the Node's `status.addresses` (InternalIP) that lie in a ToR's peering subnet;
+  the annotation flatroute.dev/uplinks (JSON, as in the fabric file) overrides them;
+  otherwise the controller allocates from the ToR subnet and keeps it in the ledger
+- asn / routerId: optional pins, annotations flatroute.dev/asn and flatroute.dev/router-id
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flatroute.errors import FieldError, InvalidInput
+from flatroute.fabric import Fabric, parse_fabric
+from flatroute.fabric import model as fm
+
+DEFAULT_RACK_LABEL = "topology.kubernetes.io/zone"
+DEFAULT_SITE_LABEL = "topology.kubernetes.io/region"
+DEFAULT_ROLE_KEY = "flatroute.dev/role"
+ASN_ANNOTATION = "flatroute.dev/asn"
+ROUTER_ID_ANNOTATION = "flatroute.dev/router-id"
+UPLINKS_ANNOTATION = "flatroute.dev/uplinks"
+
+Obj = Mapping[str, Any]
+_CONFIG_KEYS = ("asn", "bgp", "pods", "srv6", "wan", "sites")
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    """How Nodes become fabric nodes (FabricConfig spec.nodeDiscovery)."""
+
+    rack_label: str = DEFAULT_RACK_LABEL
+    site_label: str = DEFAULT_SITE_LABEL
+    role_key: str = DEFAULT_ROLE_KEY
+    label_selector: str = ""
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> Discovery:
+        d = spec.get("nodeDiscovery") if isinstance(spec, Mapping) else None
+        if not isinstance(d, Mapping):
+            return cls()
+        return cls(str(d.get("rackLabel") or DEFAULT_RACK_LABEL),
+                   str(d.get("siteLabel") or DEFAULT_SITE_LABEL),
+                   str(d.get("roleLabel") or DEFAULT_ROLE_KEY),
+                   str(d.get("labelSelector") or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Unplaced:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    prefix: str  # path in the assembled document
+    source: str  # e.g. "Node/n1"
+    base: str  # path in that object the prefix maps to
+    renames: tuple[tuple[str, str], ...] = ()  # first key below prefix -> path in the object
+
+
+@dataclass(frozen=True, slots=True)
+class Assembled:
+    """The fabric document built from the objects, before validation."""
+
+    doc: dict[str, Any]
+    digest: str  # sha256 of the canonical document: equal digests, equal fabric
+    unplaced: tuple[Unplaced, ...]
+    origins: tuple[_Origin, ...] = field(repr=False)
+    errors: tuple[FieldError, ...] = ()  # problems found while assembling
+
+    def parse(self) -> Fabric:
+        """Validate with the fabric loader; InvalidInput names the objects and fields."""
+        if self.errors:
+            raise InvalidInput(list(self.errors))
+        text = json.dumps(self.doc, sort_keys=True)  # JSON is YAML: the loader reads it
+        try:
+            return parse_fabric(text, "kubernetes")
+        except InvalidInput as exc:
+            raise InvalidInput([map_error(e, self.origins) for e in exc.errors]) from exc
+
+
+def _meta(obj: Obj) -> Mapping[str, Any]:
+    m = obj.get("metadata")
+    return m if isinstance(m, Mapping) else {}
+
+
+def _name(obj: Obj) -> str:
+    return str(_meta(obj).get("name") or "")
+
+
+def _labels(obj: Obj, key: str) -> Mapping[str, Any]:
+    m = _meta(obj).get(key)
+    return m if isinstance(m, Mapping) else {}
+
+
+def _subnets(tor: Any) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    out: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    peering = tor.get("peering") if isinstance(tor, Mapping) else None
+    if not isinstance(peering, Mapping):
+        return out
+    for fam in ("ipv4", "ipv6"):
+        try:
+            out.append(ipaddress.ip_interface(str(peering.get(fam))).network)
+        except ValueError:
+            continue
+    return out
+
+
+def _uplinks_from_addresses(node: Obj, tors: list[Any]) -> dict[str, dict[str, str]]:
+    status = node.get("status")
+    addrs = status.get("addresses") if isinstance(status, Mapping) else None
+    ips = []
+    for a in addrs if isinstance(addrs, list) else ():
+        if isinstance(a, Mapping) and a.get("type") == "InternalIP":
+            try:
+                ips.append(ipaddress.ip_address(str(a.get("address"))))
+            except ValueError:
+                continue
+    out: dict[str, dict[str, str]] = {}
+    for tor in tors:
+        name = str(tor.get("name")) if isinstance(tor, Mapping) else ""
+        for net in _subnets(tor):
+            for ip in ips:
+                if ip.version == net.version and ip in net:
+                    out.setdefault(name, {})[f"ipv{ip.version}"] = str(ip)
+                    break
+    return out
+
+
+def assemble(config: Obj, racks: Iterable[Obj], nodes: Iterable[Obj]) -> Assembled:
+    """Build the fabric document from a FabricConfig, RackPeerings and Nodes."""
+    cname = _name(config)
+    csrc = f"FabricConfig/{cname}"
+    spec_in = config.get("spec")
+    spec_in = spec_in if isinstance(spec_in, Mapping) else {}
+    disc = Discovery.from_spec(spec_in)
+    origins: list[_Origin] = [_Origin("spec", csrc, "spec"),
+                              _Origin("metadata", csrc, "metadata")]
+    errors: list[FieldError] = []
+    spec: dict[str, Any] = {k: spec_in[k] for k in _CONFIG_KEYS if k in spec_in}
+    sites_in = spec_in.get("sites")
+    sites: list[Any] = [dict(s) if isinstance(s, Mapping) else s
+                        for s in (sites_in if isinstance(sites_in, list) else [])]
+    if isinstance(sites_in, list):
+        spec["sites"] = sites
+    site_index = {str(s.get("name")): i for i, s in enumerate(sites) if isinstance(s, Mapping)}
+    for s in sites:
+        if isinstance(s, dict):
+            s.pop("racks", None)
+            s["racks"] = []  # filled from RackPeerings; an empty site is not an error here
+
+    rack_site: dict[str, str] = {}
+    rack_tors: dict[str, list[Any]] = {}
+    for rp in sorted(racks, key=_name):
+        rname, rsrc = _name(rp), f"RackPeering/{_name(rp)}"
+        raw_spec = rp.get("spec")
+        rspec: Mapping[str, Any] = raw_spec if isinstance(raw_spec, Mapping) else {}
+        site = str(rspec.get("site") or "")
+        if site not in site_index:
+            errors.append(FieldError(rsrc, "spec.site", f"no site {site!r} in {csrc}",
+                                     site, True))
+            continue
+        i = site_index[site]
+        j = len(sites[i]["racks"])
+        tors = rspec.get("tors")
+        sites[i]["racks"].append({"name": rname, "tors": tors})
+        rack_site[rname] = site
+        rack_tors[rname] = tors if isinstance(tors, list) else []
+        origins.append(_Origin(f"spec.sites[{i}].racks[{j}]", rsrc, "spec",
+                               (("name", "metadata.name"),)))
+
+    out_nodes: list[dict[str, Any]] = []
+    unplaced: list[Unplaced] = []
+    for node in sorted(nodes, key=_name):
+        name = _name(node)
+        labels, notes = _labels(node, "labels"), _labels(node, "annotations")
+        rack_value = labels.get(disc.rack_label)
+        if not rack_value:
+            unplaced.append(Unplaced(name, f"no label {disc.rack_label}"))
+            continue
+        rack = str(rack_value)
+        if rack not in rack_site:
+            unplaced.append(Unplaced(name, f"label {disc.rack_label}={rack}: no RackPeering "
+                                           f"{rack!r}"))
+            continue
+        site_value = labels.get(disc.site_label)
+        if site_value and str(site_value) != rack_site[rack]:
+            unplaced.append(Unplaced(name, f"label {disc.site_label}={site_value} but rack {rack} "
+                                           f"is in site {rack_site[rack]}"))
+            continue
+        k = len(out_nodes)
+        entry: dict[str, Any] = {"name": name, "rack": rack}
+        renames = [("name", "metadata.name"), ("rack", f"metadata.labels[{disc.rack_label}]")]
+        if disc.role_key in labels:
+            entry["role"] = labels[disc.role_key]
+            renames.append(("role", f"metadata.labels[{disc.role_key}]"))
+        elif disc.role_key in notes:
+            entry["role"] = notes[disc.role_key]
+            renames.append(("role", f"metadata.annotations[{disc.role_key}]"))
+        if ASN_ANNOTATION in notes:
+            raw = str(notes[ASN_ANNOTATION])
+            entry["asn"] = int(raw) if raw.isdigit() else raw
+            renames.append(("asn", f"metadata.annotations[{ASN_ANNOTATION}]"))
+        if ROUTER_ID_ANNOTATION in notes:
+            entry["routerId"] = notes[ROUTER_ID_ANNOTATION]
+            renames.append(("routerId", f"metadata.annotations[{ROUTER_ID_ANNOTATION}]"))
+        if UPLINKS_ANNOTATION in notes:
+            try:
+                entry["uplinks"] = json.loads(str(notes[UPLINKS_ANNOTATION]))
+            except ValueError as exc:
+                errors.append(FieldError(f"Node/{name}",
+                                         f"metadata.annotations[{UPLINKS_ANNOTATION}]",
+                                         f"not valid JSON: {exc}"))
+            renames.append(("uplinks", f"metadata.annotations[{UPLINKS_ANNOTATION}]"))
+        else:
+            found = _uplinks_from_addresses(node, rack_tors[rack])
+            if found:
+                entry["uplinks"] = found
+                renames.append(("uplinks", "status.addresses"))
+        out_nodes.append(entry)
+        origins.append(_Origin(f"spec.nodes[{k}]", f"Node/{name}", "", tuple(renames)))
+    spec["nodes"] = out_nodes
+    doc = {"apiVersion": fm.API_VERSION, "kind": fm.KIND, "metadata": {"name": cname},
+           "spec": spec}
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return Assembled(doc, digest, tuple(unplaced), tuple(origins), tuple(errors))
+
+
+def _below(path: str, prefix: str) -> str | None:
+    """The rest of `path` below `prefix` ('' if equal), or None when not below it."""
+    if path == prefix:
+        return ""
+    if path.startswith(prefix) and path[len(prefix)] in ".[":
+        return path[len(prefix):].lstrip(".")
+    return None
+
+
+def map_error(err: FieldError, origins: Iterable[_Origin]) -> FieldError:
+    """An error on the assembled document, re-addressed to the object it came from."""
+    best: tuple[_Origin, str] | None = None
+    for o in origins:
+        rest = _below(err.path, o.prefix)
+        if rest is not None and (best is None or len(o.prefix) > len(best[0].prefix)):
+            best = (o, rest)
+    if best is None:
+        return err
+    o, rest = best
+    head, sep, tail = rest.partition(".")
+    bracket = head.find("[")
+    key = head if bracket < 0 else head[:bracket]
+    for old, new in o.renames:
+        if key == old:
+            mapped = new + head[len(key):] + (sep + tail if sep else "")
+            return FieldError(o.source, mapped, err.message, err.value, err.has_value)
+    path = ".".join(p for p in (o.base, rest) if p)
+    return FieldError(o.source, path, err.message, err.value, err.has_value)
