@@ -42,7 +42,7 @@ class Tor:
         args = ["vtysh", "--vty_socket", self.dir]
         for c in cmds:
             args += ["-c", c]
-        return subprocess.run(args, capture_output=True, text=True, timeout=20).stdout
+        return subprocess.run(args, capture_output=True, text=True, timeout=20, check=False).stdout
 
     def json(self, cmd: str) -> Any:
         try:
@@ -249,6 +249,11 @@ def wait_for(pred: Callable[[], Any], timeout: float = 30, interval: float = 0.1
 
 def routes(ns: str, *args: str) -> str:
     return sh("ip", *args, "route", "show", ns=ns).stdout
+
+
+def speaker_pid(lab: Lab) -> int:
+    with open(os.path.join(lab.run_dir, "speaker.pid"), encoding="ascii") as fh:
+        return int(fh.read().strip())
 
 
 def cleanup(lab: Lab) -> None:

@@ -86,7 +86,7 @@ def test_foreign_routes_are_left_alone(lab: L.Lab) -> None:
     sh("ip", "route", "add", "10.99.0.0/24", "via", "10.1.1.1", "proto", "static",
        ns=lab.node_ns)
     sh("ip", "route", "add", "10.98.0.0/24", "via", "10.1.2.1", ns=lab.node_ns)
-    os.kill(int(open(os.path.join(lab.run_dir, "speaker.pid")).read()), signal.SIGHUP)
+    os.kill(L.speaker_pid(lab), signal.SIGHUP)
     time.sleep(2.5)  # a few reconcile passes
     out = L.routes(lab.node_ns)
     assert "10.99.0.0/24 via 10.1.1.1 dev tor1 proto static" in out
@@ -98,7 +98,7 @@ def test_foreign_routes_are_left_alone(lab: L.Lab) -> None:
 def _cli(lab: L.Lab, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "flatroute.cli", "speaker", *args, "--node",
                            "n1", "--state-dir", lab.state_dir, "--run-dir", lab.run_dir],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_status_command_and_drain(lab: L.Lab) -> None:
@@ -134,7 +134,8 @@ def test_graceful_restart_kill9_and_restart_lose_no_packets(lab: L.Lab) -> None:
     lab.speaker.kill()  # kill -9 the speaker...
     for pid in exabgp:  # ...and its ExaBGP (it dies with the speaker anyway)
         try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read()
         except OSError:
             continue
         if b"exabgp" in cmd and b"bfdd" not in cmd:
@@ -156,5 +157,5 @@ def test_peer_down_drops_its_next_hop(lab: L.Lab) -> None:
     # without BFD the node notices at the TCP reset or the hold timer (9 s)
     L.wait_for(lambda: "via 10.1.2.1" not in L.routes(lab.node_ns), 20)
     assert "via 10.1.1.1" in L.routes(lab.node_ns)
-    down = [s for s in L.status(lab)["sessions"] if s["peer"] == "10.1.2.1"][0]
+    down = next(s for s in L.status(lab)["sessions"] if s["peer"] == "10.1.2.1")
     assert down["state"] != "established" and down["lastError"]

@@ -99,7 +99,8 @@ def test_srv6_routes_appear_in_kernel(lab: L.Lab) -> None:
     assert st["skipped"][0]["reason"] == "missing kernel feature: vrf"
     # the locator is IPv6: with only an IPv4 session (no RFC 8950 here) it has nowhere to go
     assert st["announced"] == ["10.244.0.0/26"]
-    nf = json.load(open(f"{lab.run_dir}/node.json"))
+    with open(f"{lab.run_dir}/node.json", encoding="utf-8") as fh:
+        nf = json.load(fh)
     assert nf["podBlocks"]["ipv4"] == ["10.244.0.0/26"] and nf["mtu"] == 1500
 
 
