@@ -295,7 +295,7 @@ class Agent:
                 errors.append(f"sysctl {err}")
         if st.srv6_enabled:
             try:
-                k.ensure_up("lo")  # seg6local routes need an UP device
+                k.ensure_sid_device(reconcile.SID_DEVICE)  # seg6local routes point at it
                 src = st.source_address
                 if src is not None and k.tunsrc() != src:
                     k.set_tunsrc(src)

@@ -53,6 +53,7 @@ class KernelAdapter(Protocol):
     def apply(self, ops: Sequence[Op]) -> ApplyResult: ...
     def link_up(self, name: str) -> bool: ...
     def ensure_up(self, name: str) -> None: ...
+    def ensure_sid_device(self, name: str) -> None: ...
     def features(self) -> Features: ...
     def set_sysctl(self, key: str, value: str) -> str | None: ...
     def tunsrc(self) -> IPv6Address | None: ...
@@ -160,6 +161,24 @@ class Kernel:
             if not idx:
                 raise AdapterError(f"interface {name} not found")
             ipr.link("set", index=idx[0], state="up")
+
+    def ensure_sid_device(self, name: str) -> None:
+        """An always-up, non-loopback device for seg6local SID routes (ours: created once).
+
+        A dummy device where the kernel has them; else a veth pair whose peer `name`0 stays in
+        this namespace (both ends up, so the carrier is on and never flaps with an uplink).
+        """
+        with self._lock:
+            ipr = self._pyroute2()
+            if not ipr.link_lookup(ifname=name):
+                try:
+                    ipr.link("add", ifname=name, kind="dummy")
+                except Exception:  # noqa: BLE001 - no dummy driver: fall back to a veth pair
+                    ipr.link("add", ifname=name, kind="veth", peer=f"{name}0")
+            for dev in (name, f"{name}0"):
+                idx = ipr.link_lookup(ifname=dev)
+                if idx:
+                    ipr.link("set", index=idx[0], state="up")
 
     def features(self) -> Features:
         if self._features is None:

@@ -20,7 +20,11 @@ from speaker.sessions import Session
 
 V4_METRIC = 0
 V6_METRIC = 1024  # what the kernel gives IPv6 routes by default: keeps dumps and wants equal
-SID_DEVICE = "lo"
+#: The device every seg6local SID route points at. Not `lo`: this kernel turns a route via the
+#: loopback device into a reject route on input (seen: End and End.DX4 via `dev lo` answer
+#: "unreachable route"), so the speaker makes an always-up device of its own (see
+#: KernelAdapter.ensure_sid_device).
+SID_DEVICE = "flrsid"
 #: behaviours that need a VRF device (absent on kernels without VRF support)
 NEEDS_VRF = (Behavior.END_DT4, Behavior.END_DT46)
 

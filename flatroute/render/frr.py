@@ -183,8 +183,16 @@ def srv6_script(view: RouterView, platform: str) -> str:
         "sysctl -qw net.ipv6.conf.all.seg6_enabled=1",
         "sysctl -qw net.ipv6.conf.default.seg6_enabled=1",
         "for f in /proc/sys/net/ipv6/conf/*/seg6_enabled; do echo 1 > \"$f\"; done",
-        "ip link set lo up",
-        f"ip -6 route replace {view.end_sid}/128 encap seg6local action End dev lo",
+        "# The SID points at a device of its own, never at lo: Linux treats a route via the",
+        "# loopback device as a reject route for forwarded packets. A dummy device where the",
+        "# kernel has the driver, else a veth pair kept inside this host.",
+        "if ! ip link show flrsid >/dev/null 2>&1; then",
+        "  ip link add flrsid type dummy 2>/dev/null || "
+        "ip link add flrsid type veth peer name flrsid0",
+        "fi",
+        "ip link set flrsid up",
+        "ip link set flrsid0 up 2>/dev/null || true",
+        f"ip -6 route replace {view.end_sid}/128 encap seg6local action End dev flrsid",
     ]
     return "\n".join(out) + "\n"
 

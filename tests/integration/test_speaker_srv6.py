@@ -31,7 +31,6 @@ SRV6 = {
 def lab() -> Iterator[L.Lab]:
     need_root()
     lab = L.build(Netns(), n_tors=1)  # no FRR started: sessions stay down, that is fine here
-    sh("ip", "link", "set", "lo", "down", ns=lab.node_ns)  # the speaker must bring it up
     try:
         yield lab
     finally:
@@ -80,10 +79,10 @@ def test_srv6_routes_appear_in_kernel(lab: L.Lab) -> None:
     L.publish(lab, _spec(lab))
     L.wait_for(lambda: L.status(lab).get("installed", {}).get("sids") == 4, 15)
     six = L.routes(lab.node_ns, "-6")
-    assert "fcbb:bb00:1:1::1  encap seg6local action End dev lo proto 70" in six
-    assert "encap seg6local action End.DX4 nh4 0.0.0.0 dev lo proto 70" in six
-    assert "encap seg6local action End.DT6 table main dev lo proto 70" in six
-    assert "encap seg6local action End.DX6 nh6 :: dev lo proto 70" in six
+    assert "fcbb:bb00:1:1::1  encap seg6local action End dev flrsid proto 70" in six
+    assert "encap seg6local action End.DX4 nh4 0.0.0.0 dev flrsid proto 70" in six
+    assert "encap seg6local action End.DT6 table main dev flrsid proto 70" in six
+    assert "encap seg6local action End.DX6 nh6 :: dev flrsid proto 70" in six
     assert "fcbb:bb00:1:1::44" not in six  # End.DT4 needs a VRF: reported, not programmed
     four = L.routes(lab.node_ns)
     assert "10.245.0.0/26  encap seg6 mode encap segs 1 [ fcbb:bb00:2:1::4 ] dev tor1" in four
@@ -93,7 +92,7 @@ def test_srv6_routes_appear_in_kernel(lab: L.Lab) -> None:
         == "1"
     assert sh("sysctl", "-n", "net.ipv4.conf.tor1.rp_filter", ns=lab.node_ns).stdout.strip() \
         == "0"
-    assert "UP" in sh("ip", "link", "show", "lo", ns=lab.node_ns).stdout
+    assert ",UP" in sh("ip", "link", "show", "flrsid", ns=lab.node_ns).stdout
     st = L.status(lab)
     assert any(f.startswith("vrf:") for f in st["missingKernelFeatures"])
     assert st["skipped"][0]["reason"] == "missing kernel feature: vrf"

@@ -148,7 +148,7 @@ def test_wan_carries_only_locators_and_announces_its_own() -> None:
     assert re.findall(r"ipv6 prefix-list FR-FROM-TOKYO-V6 seq \d+ permit (.*)$", wan, re.M) == [
         "fcbb:bb00:1::/48", "fcbb:bb00:1::/48 ge 64 le 64"]
     sh = _text(files, "wan1", ".srv6.sh")
-    assert "ip -6 route replace fcbb:bb00:ff::1/128 encap seg6local action End dev lo" in sh
+    assert "ip -6 route replace fcbb:bb00:ff::1/128 encap seg6local action End dev flrsid" in sh
     tor = _text(files, "tk-r1-a")
     wan_af = tor.split("address-family ipv6 unicast")[1]
     assert "aggregate-address fcbb:bb00:1::/48" in wan_af

@@ -66,7 +66,7 @@ def test_frr_blocks_end_with_bang_and_no_exit_or_trailing_comments(f: RenderedFi
 def test_srv6_companion_installs_the_end_sid(f: RenderedFile) -> None:
     assert f.text.startswith("#!/bin/sh\n")
     assert "set -eu" in f.text
-    assert re.search(r"ip -6 route replace \S+/128 encap seg6local action End dev lo", f.text)
+    assert re.search(r"ip -6 route replace \S+/128 encap seg6local action End dev flrsid", f.text)
     assert "seg6_enabled" in f.text
 
 
