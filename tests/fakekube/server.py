@@ -148,7 +148,11 @@ class _Handler(BaseHTTPRequestHandler):
         record = RequestRecord(method, url.path, query, ctype, None)
         headers: dict[str, str] = {}
         try:
-            if raw:
+            if raw and ctype and "json" not in ctype:
+                if method != "PATCH":  # PATCH reports its own 415 naming the patch type
+                    raise ApiError(415, f"the fake only accepts JSON bodies, not {ctype!r}",
+                                   reason="UnsupportedMediaType")
+            elif raw:
                 try:
                     body = json.loads(raw)
                 except ValueError as exc:
