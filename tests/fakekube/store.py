@@ -491,7 +491,6 @@ class Store:
     ) -> Watcher:
         with self.lock:
             initial: list[tuple[str, Obj]] = []
-            error: ApiError | None = None
             if resource_version in (None, "", "0") or send_initial_events:
                 cursor = self._rv
                 for obj_key in sorted(self._objects[rt.key]):
@@ -505,10 +504,8 @@ class Store:
                     cursor = int(str(resource_version))
                 except ValueError as exc:
                     raise bad_request(f"invalid resource version: {resource_version}") from exc
-                if cursor < self.compacted_rv:
-                    error = errors.gone(f"too old resource version: {cursor} "
-                                        f"({self.compacted_rv + 1})")
-            return Watcher(self, rt, namespace, labels, fields, cursor, initial, error)
+            # a cursor older than the compacted window gets 410 from Watcher.next()
+            return Watcher(self, rt, namespace, labels, fields, cursor, initial)
 
     # -- test hooks -------------------------------------------------------------------------
 
@@ -560,7 +557,6 @@ class Watcher:
         fields: tuple[FieldRequirement, ...],
         cursor: int,
         initial: list[tuple[str, Obj]],
-        error: ApiError | None,
     ) -> None:
         self.store = store
         self.rt = rt
@@ -569,7 +565,6 @@ class Watcher:
         self.fields = fields
         self.cursor = cursor
         self.initial = initial
-        self.error = error
         self.epoch = store.epoch
 
     def _matches(self, obj: Obj | None) -> bool:
@@ -587,8 +582,6 @@ class Watcher:
         if self.initial:
             first, self.initial = self.initial, []
             return first
-        if self.error is not None:
-            raise self.error
         deadline = time.monotonic() + timeout
         store = self.store
         with store.changed:
