@@ -3,6 +3,7 @@ from the examples as FabricConfig + RackPeerings + Nodes, and polling."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,8 +52,13 @@ def example_objects(name: str, fabric: str = "default") -> tuple[dict[str, Any],
     config = {"apiVersion": API_VERSION, "kind": "FabricConfig", "metadata": {"name": fabric},
               "spec": {**{k: v for k, v in spec.items() if k not in ("nodes", "sites")},
                        "sites": sites}}
-    nodes = [node(n["name"], n["rack"], rack_site[n["rack"]], role=n.get("role"),
-                  asn=n.get("asn")) for n in spec["nodes"]]
+    nodes = []
+    for n in spec["nodes"]:
+        obj = node(n["name"], n["rack"], rack_site[n["rack"]], role=n.get("role"),
+                   asn=n.get("asn"))
+        if n.get("uplinks"):
+            obj["metadata"]["annotations"]["flatroute.dev/uplinks"] = json.dumps(n["uplinks"])
+        nodes.append(obj)
     return config, racks, nodes
 
 

@@ -232,9 +232,9 @@ def test_api_restart_with_expired_watch_recovers(fake: FakeApiServer,
     ctl = running.controller()
     src, _ = running.speaker("tk-n1")
     eventually(lambda: converged(fake, "tk-n1"), what="converged")
-    fake.restart(abrupt=True)  # every watch cut
-    fake.expire_history()  # ... and their resourceVersions are gone: 410 on resume
+    fake.restart(abrupt=True)  # every watch cut (they resume after a backoff) ...
     fake.create_object(node("tk-n3", "tk-r1", "tokyo"))
+    fake.expire_history()  # ... from a resourceVersion compacted away: 410, relist
     eventually(lambda: "tk-n3" in nodestates(fake), what="add after restart")
     # a node in the other site changes tk-n1's own NodeState (its SRv6 routes): the speaker,
     # whose watch was cut and expired too, must see it
