@@ -71,8 +71,11 @@ def _captures(topo: Topology, lab: Path) -> list[tuple[subprocess.Popen[bytes], 
             continue
         pcap = lab / "captures" / f"{r.name}.pcap"
         pcap.parent.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.Popen(host.in_ns(r.ns, ["tcpdump", "-i", "any", "-nn", "-U", "-s",
-                                                  "256", "-w", str(pcap), "ip or ip6"]),
+        # --immediate-mode: without it libpcap hands packets over a block at a time, and
+        # the last second of the test would be missing from the capture.
+        cmd = ["tcpdump", "-i", "any", "-nn", "-U", "--immediate-mode", "-s", "256", "-w",
+               str(pcap), "ip or ip6"]
+        proc = subprocess.Popen(host.in_ns(r.ns, cmd),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         caps.append((proc, pcap, r.name))
     if caps:

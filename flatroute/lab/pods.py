@@ -20,16 +20,37 @@ class PodError(FlatrouteError):
     """The CNI plugin refused or failed a pod."""
 
 
+def install_plugin(lab_dir: Path) -> Path:
+    """Install the plugin into the lab with `flatroute cni install`, as a node would get it."""
+    from cni import install
+
+    bin_dir = lab_dir / "cni" / "bin"
+    code = install.main(["install", "--bin-dir", str(bin_dir), "--conf-dir",
+                         str(lab_dir / "cni" / "net.d")])
+    plugin = bin_dir / "flatroute-cni"
+    if code != 0 or not plugin.exists():
+        raise PodError(f"flatroute cni install into {bin_dir} failed")
+    return plugin
+
+
+def plugin_path(lab_dir: Path) -> str:
+    installed = lab_dir / "cni" / "bin" / "flatroute-cni"
+    if installed.exists():
+        return str(installed)
+    found = shutil.which("flatroute-cni")
+    if found is None:
+        raise PodError("flatroute-cni is not installed")
+    return found
+
+
 def cni_conf(node_dir: Path) -> dict[str, Any]:
-    return {"cniVersion": "1.1.0", "name": "flatroute", "type": "flatroute",
+    return {"cniVersion": "1.1.0", "name": "flatroute", "type": "flatroute-cni",
             "nodeFile": str(node_dir / "node.json"), "dataDir": str(node_dir / "ipam")}
 
 
 def cni_exec(command: str, pod: Pod, node_ns: str, node_dir: Path,
              *, netns: bool = True) -> dict[str, Any]:
-    plugin = shutil.which("flatroute-cni")
-    if plugin is None:
-        raise PodError("flatroute-cni is not installed")
+    plugin = plugin_path(node_dir.parent.parent)
     env = [f"CNI_COMMAND={command}", f"CNI_CONTAINERID={pod.container_id}",
            f"CNI_IFNAME={IFNAME}", f"CNI_PATH={Path(plugin).parent}:/usr/lib/cni"]
     if netns:

@@ -41,6 +41,10 @@ NODE_SYSCTLS = {
     "net.ipv6.conf.all.ignore_routes_with_linkdown": "1",
     "net.ipv6.conf.all.seg6_enabled": "1",
     "net.ipv6.conf.default.seg6_enabled": "1",
+    # Statically configured addresses survive a link going down, as on a real server;
+    # Linux's default flushes IPv6 ones, and sessions would not come back after `lab heal`.
+    "net.ipv6.conf.all.keep_addr_on_down": "1",
+    "net.ipv6.conf.default.keep_addr_on_down": "1",
 }
 ROUTER_SYSCTLS = {**NODE_SYSCTLS}
 POD_SYSCTLS = {"net.ipv6.conf.default.accept_dad": "0", "net.ipv6.conf.all.accept_dad": "0"}
@@ -145,6 +149,7 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
             "--node-file", str(ndir / "node.json")])
     _wait_sessions(topo, directory)
     say(f"[5/6] pods: {len(topo.pods)} through the real flatroute-cni (ADD, as a runtime does)")
+    pods.install_plugin(directory)
     for node in topo.nodes:
         _wait_file(directory / "nodes" / node.name / "node.json", 30,
                    f"speaker of {node.name} wrote no node file")

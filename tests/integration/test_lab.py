@@ -43,7 +43,9 @@ class Lab:
         self.pods = pods
 
     def run(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-        return flatroute("lab", *args, "--prefix", self.prefix, **kw)  # type: ignore[arg-type]
+        # --prefix right after the action: `exec` passes everything after its name on.
+        return flatroute("lab", args[0], "--prefix", self.prefix, *args[1:],
+                         **kw)  # type: ignore[arg-type]
 
     def up(self) -> subprocess.CompletedProcess[str]:
         return self.run("up", self.fabric, "--pods", str(self.pods))
@@ -133,7 +135,7 @@ def test_failed_up_rolls_back(lab_factory: list[Lab]) -> None:
 def ping_stream(lab: Lab, src: str, dst: str) -> subprocess.Popen[str]:
     """A ping every 20 ms; its summary says how many were lost."""
     exe = shutil.which("flatroute") or "flatroute"
-    return subprocess.Popen([exe, "lab", "exec", src, "--prefix", lab.prefix, "--", "ping",
+    return subprocess.Popen([exe, "lab", "exec", "--prefix", lab.prefix, src, "--", "ping",
                              "-i", "0.02", "-W", "1", dst], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
