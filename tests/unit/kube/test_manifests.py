@@ -115,7 +115,7 @@ def test_workloads() -> None:
     speaker = pod["containers"][0]
     caps = speaker["securityContext"]["capabilities"]
     assert caps["drop"] == ["ALL"]
-    assert sorted(caps["add"]) == ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]
+    assert sorted(caps["add"]) == ["NET_ADMIN", "NET_RAW"]
     assert not speaker["securityContext"].get("privileged")
     init = pod["initContainers"][0]
     assert "flatroute cni install" in init["command"][-1]
