@@ -1,6 +1,6 @@
 """Run the fake API server by hand: ``python -m tests.fakekube --port 8001 --crd deploy/crds.yaml``.
 
-Then ``kubectl --server http://127.0.0.1:8001 get nodes`` or point a kubernetes client at it.
+Then ``curl http://127.0.0.1:8001/api/v1/nodes`` or point a kubernetes client at it.
 """
 
 from __future__ import annotations

@@ -151,3 +151,12 @@ def test_module_runs_from_the_command_line() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=5) == 0
+
+
+def test_legacy_watch_path(fake: FakeApiServer) -> None:
+    fake.create_object({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})
+    url = f"{fake.url}/api/v1/watch/namespaces/default/configmaps?timeoutSeconds=10"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        event = json.loads(response.readline())
+    assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "a")
+    assert event["object"]["kind"] == "ConfigMap"
