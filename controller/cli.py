@@ -38,10 +38,14 @@ def register(sub: Any) -> None:
         "when changed). Re-plans every --interval seconds and when the file changes; a bad "
         "edit is rejected whole and the last good state stays published. Exit status with "
         "--once: 0 published, 1 a reported problem (e.g. exhaustion), 2 invalid fabric.")
-    run.add_argument("--fabric", required=True, help="fabric description (YAML)")
+    run.add_argument("--fabric", help="fabric description (YAML); required unless "
+                     "--kubernetes")
     run.add_argument("--state-dir", default=DEFAULT_STATE_DIR,
                      help=f"ledger, node states and status (default {DEFAULT_STATE_DIR})")
     run.add_argument("--once", action="store_true", help="plan and publish once, then exit")
+    from controller.kube_inventory import add_arguments as kube_arguments
+
+    kube_arguments(run)
     run.add_argument("--interval", type=_positive, default=30.0, metavar="S",
                      help="re-plan at least every S seconds (default 30)")
     run.add_argument("--poll", type=_positive, default=0.5, metavar="S",
@@ -93,8 +97,14 @@ def _lock(state_dir: Path) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.kubernetes:
+        from controller.kube_inventory import run_kubernetes
+
+        return run_kubernetes(args)
     flog.configure(json=args.log_format == "json", level=args.log_level)
     state_dir = Path(args.state_dir)
+    if not args.fabric:
+        raise InvalidInput([FieldError("--fabric", "", "is required (or --kubernetes)")])
     if not Path(args.fabric).is_file():
         raise InvalidInput([FieldError(args.fabric, "", "no such file")])
     lock = _lock(state_dir)

@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from flatroute.errors import AdapterError
+from flatroute.errors import AdapterError, InvalidInput, field_error
 
 DEFAULTS = {"config_dir": "/etc/flatroute", "run_dir": "/run/flatroute",
             "state_dir": "/var/lib/flatroute"}
@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="seconds between full reconcile passes (default: %(default)s)")
     run.add_argument("--log-format", choices=("json", "console"), default="json")
     run.add_argument("--log-level", default="info")
+    from speaker.kube_bridge import add_arguments as kube_arguments
+
+    kube_arguments(run)
     run.set_defaults(func=cmd_run)
 
     st = ssub.add_parser("status", help="show sessions, routes and errors of a speaker")
@@ -71,7 +74,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from speaker.agent import agent_from_args
 
     flog.configure(json=args.log_format == "json", level=args.log_level)
-    return agent_from_args(args).run()
+    stop = None
+    if getattr(args, "kubernetes", False):
+        from speaker import kube_bridge
+
+        if args.node_state:
+            raise InvalidInput([field_error("--node-state", "", "conflicts with --kubernetes "
+                                            "(the NodeState resource is the desired state)")])
+        stop, args.node_state = kube_bridge.start(args, _status_path(args))
+    try:
+        return agent_from_args(args).run()
+    finally:
+        if stop is not None:
+            stop.set()
 
 
 def cmd_status(args: argparse.Namespace) -> int:

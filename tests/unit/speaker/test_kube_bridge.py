@@ -1,0 +1,75 @@
+"""The Kubernetes bridge hands the NodeState to the agent and reports the agent's own status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flatroute import nodestate
+from flatroute.fabric import load_fabric
+from flatroute.plan import plan
+from speaker import status as speaker_status
+from speaker.kube_bridge import Bridge
+from speaker.kube_source import Desired
+from tests.conftest import EXAMPLES
+
+
+def _state() -> nodestate.NodeState:
+    f = load_fabric(EXAMPLES / "two-site.yaml")
+    p = plan(f)
+    return nodestate.from_plan(p, p.node("tk-n1"))
+
+
+def _speaker_report(path: Path, generation: str | None, state: str = "established") -> None:
+    doc = {
+        "apiVersion": "flatroute.dev/v1", "kind": "SpeakerStatus", "node": "tk-n1", "pid": 1,
+        "updatedAt": speaker_status.now_iso(), "generation": generation,
+        "appliedAt": speaker_status.now_iso(), "seenGeneration": generation, "drained": False,
+        "lastReconcile": {"at": speaker_status.now_iso(), "durationMs": 1.0, "ok": True},
+        "lastError": None,
+        "sessions": [{"peer": "10.1.1.1", "name": "tk-r1-a", "state": state,
+                      "uptimeSeconds": 3.0, "lastError": None, "prefixesSent": 1,
+                      "prefixesReceived": 1, "bfd": None, "flaps": 0}],
+        "announced": ["10.244.0.0/26"], "installed": {"routes": 2, "encap": 4, "sids": 3},
+        "skipped": [], "missingKernelFeatures": ["vrf: no VRF devices"],
+        "exabgp": {"running": True, "starts": 1, "lastExit": None},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc))
+
+
+def test_bridge_writes_state_and_reports_applied(tmp_path: Path) -> None:
+    st = _state()
+    state_file, status_file = tmp_path / "run" / "nodestate.json", tmp_path / "status.json"
+    bridge = Bridge("tk-n1", str(state_file), str(status_file))
+    desired = Desired(st, generation=3, spec_hash="h3")
+    pending = bridge.apply(desired)
+    assert not pending.applied
+    assert pending.last_error is not None
+    assert "not reported" in pending.last_error
+    assert nodestate.from_json(state_file.read_text()) == st
+    gen = json.loads(state_file.read_text())["generation"]
+    _speaker_report(status_file, gen)
+    done = bridge.apply(desired)
+    assert done.applied
+    assert done.generation == 3
+    assert done.sessions[0].established
+    assert done.sessions[0].peer == "tk-r1-a"
+    assert done.encap_routes == 4
+    assert done.announced == ("10.244.0.0/26",)
+    assert done.missing_features == ("vrf: no VRF devices",)
+    _speaker_report(status_file, "older-generation", state="active")
+    stale = bridge.apply(desired)
+    assert not stale.applied
+    assert not stale.sessions[0].established
+
+
+def test_missing_spec_keeps_the_last_good_file(tmp_path: Path) -> None:
+    st = _state()
+    state_file = tmp_path / "nodestate.json"
+    bridge = Bridge("tk-n1", str(state_file), str(tmp_path / "status.json"))
+    bridge.apply(Desired(st, generation=1))
+    before = state_file.read_text()
+    report = bridge.apply(Desired(None, error="spec.peers[0].asn: must be an integer"))
+    assert state_file.read_text() == before
+    assert report.last_error == "spec.peers[0].asn: must be an integer"
