@@ -28,8 +28,9 @@ def register(sub: Any) -> None:
         "Exit 0 ok, 1 --diff found differences, 2 invalid input or a feature the platform "
         "cannot express.")
     p.add_argument("fabric", help="fabric description (YAML)")
-    p.add_argument("--platform", choices=(*PLATFORMS, ALL), default=None,
-                   help="force this platform for every router (default: each router's own)")
+    p.add_argument("--platform", choices=(*PLATFORMS, ALL, VAGRANT), default=None,
+                   help="force this platform for every router (default: each router's own); "
+                   "'vagrant' writes a VM lab of the whole fabric (Vagrantfile, provisioning)")
     p.add_argument("--out", metavar="DIR", type=Path,
                    help="write files into DIR (atomically, only those that changed)")
     p.add_argument("--diff", metavar="DIR", type=Path,
@@ -44,11 +45,21 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_render)
 
 
+VAGRANT = "vagrant"
+
+
 def _render_all(args: argparse.Namespace) -> list[RenderedFile]:
     fabric = load_fabric(args.fabric)
     ledger = load_ledger(args.ledger) if args.ledger else None
     the_plan = plan(fabric, ledger)
     routers = tuple(args.router)
+    if args.platform == VAGRANT:
+        if routers or args.with_secrets:
+            raise InvalidInput([FieldError("--platform", "", "vagrant renders the whole lab: "
+                                           "--router and --with-secrets do not apply")])
+        from flatroute.render.vagrant import render_vagrant
+
+        return render_vagrant(fabric, the_plan)
     if args.platform != ALL:
         return render(fabric, the_plan, platform=args.platform,
                       with_secrets=args.with_secrets, routers=routers)

@@ -22,8 +22,10 @@ net.ipv4.ip_forward = 1
 net.ipv6.conf.all.accept_dad = 0
 net.ipv6.conf.all.forwarding = 1
 net.ipv6.conf.all.ignore_routes_with_linkdown = 1
+net.ipv6.conf.all.keep_addr_on_down = 1
 net.ipv6.conf.all.seg6_enabled = 1
 net.ipv6.conf.default.accept_dad = 0
+net.ipv6.conf.default.keep_addr_on_down = 1
 net.ipv6.conf.default.seg6_enabled = 1
 FLATROUTE_EOF
 cat > /usr/local/sbin/flatroute-links <<'FLATROUTE_EOF'
