@@ -36,8 +36,6 @@ def register(sub: Any) -> None:
     up = lsub.add_parser("up", help="build and start the lab from a fabric file")
     up.add_argument("fabric", type=Path)
     up.add_argument("--pods", type=int, default=2, metavar="N", help="pods per node")
-    up.add_argument("--kubernetes", action="store_true",
-                    help="run controller and speakers against a (fake) Kubernetes API")
     common(up)
     up.set_defaults(func=cmd_up)
 
@@ -80,8 +78,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     if args.pods < 0:
         raise FlatrouteError("--pods must be 0 or more")
-    state = up(args.fabric, prefix=args.prefix, pods_per_node=args.pods, say=_say,
-               kubernetes=args.kubernetes)
+    state = up(args.fabric, prefix=args.prefix, pods_per_node=args.pods, say=_say)
     from flatroute.lab.view import summary
 
     _say("")

@@ -45,7 +45,6 @@ class LabState:
     pods: list[PodRecord] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     up_seconds: float = 0.0
-    kubernetes: bool = False
     pods_per_node: int = 2
 
     @property

@@ -90,7 +90,7 @@ def lab_fabric(fabric_path: Path, directory: Path) -> tuple[Fabric, Path]:
 
 
 def up(fabric_path: Path, *, prefix: str, pods_per_node: int, say: Say,
-       root: Path = DEFAULT_ROOT, kubernetes: bool = False) -> LabState:
+       root: Path = DEFAULT_ROOT) -> LabState:
     started = time.monotonic()
     load_fabric(fabric_path)  # refuse bad input before anything is built
     preflight()
@@ -102,7 +102,6 @@ def up(fabric_path: Path, *, prefix: str, pods_per_node: int, say: Say,
     directory = lab_dir(prefix, root)
     directory.mkdir(parents=True, exist_ok=True)
     state = LabState(prefix, str(directory), str(fabric_path.resolve()))
-    state.kubernetes = kubernetes
     state.pods_per_node = pods_per_node
     state.save()
     try:
