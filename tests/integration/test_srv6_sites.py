@@ -70,7 +70,7 @@ def test_srv6_across_the_wan_with_waypoint_and_node_removal(labs: list[Lab]) -> 
     # IPv6 outer header with an SRH; the policy's waypoint (wan1's End SID) in the list
     assert "RT6 (len=4, type=4" in wire, wire
     assert "[1]fcbb:bb00:ff::1" in wire, wire
-    assert f"IP {ips['tk-n1-p0']} > {ips['os-n1-p0']}: ICMP echo request" in wire, wire
+    assert f"{ips['tk-n1-p0']} > {ips['os-n1-p0']}: ICMP echo request" in wire, wire
     # the WAN router holds no IPv4 route at all, so none to pods
     assert in_ns(lab, "wan1", "ip", "-4", "route", "show").strip() == ""
     # Remove os-n2 from the fabric; it is drained before it leaves.
