@@ -8,6 +8,7 @@ removing a node never moves another node's allocation.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Iterator
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -29,9 +30,18 @@ def parse_net(text: str) -> Net:
     return net
 
 
+def _v6_text(value: int) -> str:
+    # The C formatter: RFC 5952 text like ipaddress's str(), at a tenth of the cost. It
+    # writes IPv4-compatible and -mapped addresses with a dotted quad; leave those to Python.
+    if value >> 32 in (0, 0xFFFF):
+        return str(ipaddress.IPv6Address(value))
+    return socket.inet_ntop(socket.AF_INET6, value.to_bytes(16, "big"))
+
+
 def net_text(net: Net) -> str:
     """The ledger's text for an allocated prefix, remembered for parse_net."""
-    text = str(net)
+    v6 = net.version == 6
+    text = f"{_v6_text(int(net.network_address))}/{net.prefixlen}" if v6 else str(net)
     if len(_NETS) < 1_000_000:
         _NETS[text] = net
     return text
@@ -52,7 +62,7 @@ def parse_addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 def addr_text(value: int, version: int) -> str:
     """The ledger's text for an allocated host address, remembered for parse_addr."""
     addr = ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
-    text = str(addr)
+    text = str(addr) if version == 4 else _v6_text(value)
     _ADDRS[text] = addr
     return text
 

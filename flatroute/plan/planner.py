@@ -11,7 +11,14 @@ the work of a re-plan follows the size of the change.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from typing import cast
 
 from flatroute.errors import InvalidInput, field_error
@@ -76,6 +83,7 @@ class _Planner:
         self.racks: dict[str, Rack] = fabric.racks()
         self.sites: dict[str, Site] = {s.name: s for s in fabric.sites}
         self.problems: list[Problem] = []
+        self._tor_ip_cache: dict[str, tuple[IPv4Address | None, IPv6Address | None]] = {}
         self.routers = fabric.routers()
         router_asns = {r.asn for r in self.routers.values()}
         self.v4: dict[str, BlockPool] = {}
@@ -392,13 +400,24 @@ class _Planner:
             return [PeerPlan(tor.name, tor.asn, None, None, both)]
         peers = []
         v4_over_v6 = self.f.bgp.ipv4_over_ipv6 and i6 is not None and tor.peering.ipv6
-        if i4 is not None and tor.peering.ipv4 is not None and not v4_over_v6:
-            peers.append(PeerPlan(tor.name, tor.asn, tor.peering.ipv4.ip, i4.ip, (Family.IPV4,)))
-        if i6 is not None and tor.peering.ipv6 is not None:
+        # Interface.ip builds a new address object on every access: take each once.
+        tor4, tor6 = self._tor_ips(tor)
+        if i4 is not None and tor4 is not None and not v4_over_v6:
+            peers.append(PeerPlan(tor.name, tor.asn, tor4, i4.ip, (Family.IPV4,)))
+        if i6 is not None and tor6 is not None:
+            own6 = i6.ip
             fams = both if v4_over_v6 else (Family.IPV6,)
-            peers.append(PeerPlan(tor.name, tor.asn, tor.peering.ipv6.ip, i6.ip, fams,
-                                  i6.ip if v4_over_v6 else None))
+            peers.append(PeerPlan(tor.name, tor.asn, tor6, own6, fams,
+                                  own6 if v4_over_v6 else None))
         return peers
+
+    def _tor_ips(self, tor: Router) -> tuple[IPv4Address | None, IPv6Address | None]:
+        got = self._tor_ip_cache.get(tor.name)
+        if got is None:
+            p = tor.peering
+            got = (p.ipv4.ip if p.ipv4 else None, p.ipv6.ip if p.ipv6 else None)
+            self._tor_ip_cache[tor.name] = got
+        return got
 
     # -- sites and SRv6 segments --------------------------------------------------------------
     def _site_plans(self, plans: list[NodePlan]) -> tuple[SitePlan, ...]:

@@ -197,3 +197,16 @@ def test_empty_ledger_and_bad_ledger() -> None:
         ledger_from_doc({"version": 1, "nodes": {"x": {"uplinks": [{"ipv4": 1}]}}})
     with pytest.raises(InvalidInput, match="unsupported ledger version"):
         ledger_from_doc({"version": 7})
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.one_of(st.integers(0, 2**128 - 1), st.integers(0, 2**48),
+                       st.integers(0, 2**32 - 1).map(lambda v: (0xFFFF << 32) | v),
+                       st.integers(0, 0xFFFF).flatmap(
+                           lambda h: st.sampled_from([h << s for s in range(0, 128, 16)]))))
+def test_fast_ipv6_text_is_pythons(value: int) -> None:
+    import ipaddress
+
+    from flatroute.plan.alloc import _v6_text
+
+    assert _v6_text(value) == str(ipaddress.IPv6Address(value))
