@@ -81,15 +81,19 @@ class BlockPool:
     def __init__(self, pools: Iterable[Net], prefixlen: int, *, skip_first: int = 0) -> None:
         self.pools = tuple(pools)
         self.prefixlen = prefixlen
+        self._ranges = tuple((p.version, int(p.network_address), int(p.broadcast_address))
+                             for p in self.pools)
         self.used: set[int] = set()
         self.skip_first = skip_first
         self._cursor = 0  # index into the virtual concatenation of all pools' blocks
 
     def contains(self, net: Net) -> bool:
-        return net.prefixlen == self.prefixlen and any(
-            net.version == p.version and net.subnet_of(p)  # type: ignore[arg-type]
-            for p in self.pools
-        )
+        """A block of this pool's size inside one of its pools (integer arithmetic: the
+        ipaddress properties subnet_of needs cost more than the rest of a re-plan)."""
+        if net.prefixlen != self.prefixlen:
+            return False
+        start = int(net.network_address)
+        return any(net.version == v and lo <= start <= hi for v, lo, hi in self._ranges)
 
     def claim(self, net: Net) -> bool:
         """Mark a block as taken; return False if it already was."""
