@@ -47,6 +47,8 @@ NODE_SYSCTLS = {
     "net.ipv6.conf.default.keep_addr_on_down": "1",
 }
 ROUTER_SYSCTLS = {**NODE_SYSCTLS}
+#: the speakers' Prometheus endpoint, on each node namespace's loopback
+METRICS_PORT = 9474
 POD_SYSCTLS = {"net.ipv6.conf.default.accept_dad": "0", "net.ipv6.conf.all.accept_dad": "0"}
 
 
@@ -145,7 +147,9 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
         _start(state, f"{node.name}/speaker", node.ns, [
             *flatroute_cmd(), "speaker", "run", "--node", node.name,
             "--state-dir", str(state_dir), "--run-dir", str(ndir / "run"),
-            "--node-file", str(ndir / "node.json")])
+            "--node-file", str(ndir / "node.json"),
+            # each node is its own namespace: the same port on every node's loopback
+            "--metrics-port", str(METRICS_PORT), "--metrics-listen", "127.0.0.1"])
     _wait_sessions(topo, directory)
     say(f"[5/6] pods: {len(topo.pods)} through the real flatroute-cni (ADD, as a runtime does)")
     pods.install_plugin(directory)
