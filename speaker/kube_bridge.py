@@ -62,7 +62,9 @@ class Bridge:
             encap_routes=st.installed.get("encap", 0),
             sids=tuple(str(s.sid) for s in desired.state.local_sids)
             if applied and desired.state else (),
-            missing_features=st.missing_kernel_features,
+            # the resource lists feature names ("vrf"); the speaker's sentence says why
+            missing_features=tuple(f.split(":", 1)[0].strip()[:64]
+                                   for f in st.missing_kernel_features),
             last_error=error or st.last_error)
 
 
