@@ -3,7 +3,6 @@ from the examples as FabricConfig + RackPeerings + Nodes, and polling."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import yaml
 
 from flatroute.kube.api import KubeApi
-from flatroute.kube.crds import API_VERSION
+from flatroute.kube.seed import node_object, objects_from_fabric
 from tests.fakekube.server import FakeApiServer, client_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,42 +37,12 @@ def example_objects(name: str, fabric: str = "default") -> tuple[dict[str, Any],
                                                                   list[dict[str, Any]],
                                                                   list[dict[str, Any]]]:
     """(FabricConfig, RackPeerings, Nodes) equivalent to an example fabric file."""
-    doc = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
-    spec = doc["spec"]
-    racks = []
-    rack_site = {}
-    for s in spec["sites"]:
-        for r in s["racks"]:
-            rack_site[r["name"]] = s["name"]
-            racks.append({"apiVersion": API_VERSION, "kind": "RackPeering",
-                          "metadata": {"name": r["name"]},
-                          "spec": {"site": s["name"], "tors": r["tors"]}})
-    sites = [{k: v for k, v in s.items() if k != "racks"} for s in spec["sites"]]
-    config = {"apiVersion": API_VERSION, "kind": "FabricConfig", "metadata": {"name": fabric},
-              "spec": {**{k: v for k, v in spec.items() if k not in ("nodes", "sites")},
-                       "sites": sites}}
-    nodes = []
-    for n in spec["nodes"]:
-        obj = node(n["name"], n["rack"], rack_site[n["rack"]], role=n.get("role"),
-                   asn=n.get("asn"))
-        if n.get("uplinks"):
-            obj["metadata"]["annotations"]["flatroute.dev/uplinks"] = json.dumps(n["uplinks"])
-        nodes.append(obj)
-    return config, racks, nodes
+    return objects_from_fabric(yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text()), fabric)
 
 
 def node(name: str, rack: str, site: str | None = None, *, role: str | None = None,
          asn: int | None = None, addresses: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
-    labels = {"topology.kubernetes.io/zone": rack, "kubernetes.io/hostname": name}
-    if site:
-        labels["topology.kubernetes.io/region"] = site
-    if role:
-        labels["flatroute.dev/role"] = role
-    notes = {"flatroute.dev/asn": str(asn)} if asn else {}
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": labels, "annotations": notes},
-            "status": {"addresses": [{"type": "InternalIP", "address": a} for a in addresses]
-                       + [{"type": "Hostname", "address": name}]}}
+    return node_object(name, rack, site, role=role, asn=asn, addresses=tuple(addresses))
 
 
 def seed(fake: FakeApiServer, name: str, fabric: str = "default") -> list[dict[str, Any]]:

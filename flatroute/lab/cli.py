@@ -36,6 +36,9 @@ def register(sub: Any) -> None:
     up = lsub.add_parser("up", help="build and start the lab from a fabric file")
     up.add_argument("fabric", type=Path)
     up.add_argument("--pods", type=int, default=2, metavar="N", help="pods per node")
+    up.add_argument("--kubernetes", action="store_true",
+                    help="Kubernetes mode: controller and speakers use the Kubernetes API "
+                    "(the project's FAKE API server: no real one can run here)")
     common(up)
     up.set_defaults(func=cmd_up)
 
@@ -78,7 +81,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     if args.pods < 0:
         raise FlatrouteError("--pods must be 0 or more")
-    state = up(args.fabric, prefix=args.prefix, pods_per_node=args.pods, say=_say)
+    state = up(args.fabric, prefix=args.prefix, pods_per_node=args.pods, say=_say,
+               kubernetes=args.kubernetes)
     from flatroute.lab.view import summary
 
     _say("")

@@ -65,13 +65,13 @@ def sysctl(ns: str, values: dict[str, str]) -> None:
 
 
 def spawn(ns: str | None, cmd: Sequence[str], log: Path,
-          env: dict[str, str] | None = None) -> int:
+          env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
     """Start a long-running process (in a namespace), detached, output to `log`."""
     full = in_ns(ns, cmd) if ns else list(cmd)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd,
                                 env={**os.environ, **(env or {})})
     return proc.pid
 

@@ -46,6 +46,8 @@ class LabState:
     failed: list[str] = field(default_factory=list)
     up_seconds: float = 0.0
     pods_per_node: int = 2
+    kubernetes: bool = False
+    api_url: str = ""
 
     @property
     def path(self) -> Path:

@@ -92,7 +92,7 @@ def lab_fabric(fabric_path: Path, directory: Path) -> tuple[Fabric, Path]:
 
 
 def up(fabric_path: Path, *, prefix: str, pods_per_node: int, say: Say,
-       root: Path = DEFAULT_ROOT) -> LabState:
+       root: Path = DEFAULT_ROOT, kubernetes: bool = False) -> LabState:
     started = time.monotonic()
     load_fabric(fabric_path)  # refuse bad input before anything is built
     preflight()
@@ -104,6 +104,7 @@ def up(fabric_path: Path, *, prefix: str, pods_per_node: int, say: Say,
     directory = lab_dir(prefix, root)
     directory.mkdir(parents=True, exist_ok=True)
     state = LabState(prefix, str(directory), str(fabric_path.resolve()))
+    state.kubernetes = kubernetes
     state.pods_per_node = pods_per_node
     state.save()
     try:
@@ -125,16 +126,31 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
     fabric, copy = lab_fabric(fabric_path, directory)
     state.fabric_copy = str(copy)
     state_dir = directory / "state"
-    say(f"[1/6] controller: planning {fabric.name} ({len(fabric.nodes)} nodes) in static mode")
-    once = host.run([*flatroute_cmd(), "controller", "run", "--fabric", str(copy),
-                     "--state-dir", str(state_dir), "--once"], check=False, timeout=120)
-    if once.returncode != 0:
-        raise LabError(f"controller failed: {(once.stderr or once.stdout).strip()}")
-    the_plan = plan(fabric, load_ledger(state_dir / "ledger.json"))
+    url = None
+    if state.kubernetes:
+        from flatroute.lab import kube
+
+        say(f"[1/6] controller: {fabric.name} ({len(fabric.nodes)} nodes) in Kubernetes mode, "
+            "against the FAKE API server (tests/fakekube), seeded with the fabric")
+        url = kube.start(state, copy)
+        state.api_url = url
+        state.save()
+        the_plan = plan(fabric)
+        _start(state, "controller", None, [*flatroute_cmd(), "controller", "run",
+                                           "--kubernetes", "--server", url, "--state-dir",
+                                           str(state_dir), "--retry-period", "0.5"])
+    else:
+        say(f"[1/6] controller: planning {fabric.name} ({len(fabric.nodes)} nodes) in static "
+            "mode")
+        once = host.run([*flatroute_cmd(), "controller", "run", "--fabric", str(copy),
+                         "--state-dir", str(state_dir), "--once"], check=False, timeout=120)
+        if once.returncode != 0:
+            raise LabError(f"controller failed: {(once.stderr or once.stdout).strip()}")
+        the_plan = plan(fabric, load_ledger(state_dir / "ledger.json"))
+        _start(state, "controller", None, [*flatroute_cmd(), "controller", "run", "--fabric",
+                                           str(copy), "--state-dir", str(state_dir),
+                                           "--interval", "2"])
     topo = build(fabric, the_plan, state.prefix, pods_per_node)
-    _start(state, "controller", None, [*flatroute_cmd(), "controller", "run", "--fabric",
-                                       str(copy), "--state-dir", str(state_dir),
-                                       "--interval", "2"])
     say(f"[2/6] network: {len(topo.routers)} routers, {len(topo.nodes)} nodes, "
         f"{len(topo.links)} links")
     _network(state, topo)
@@ -142,10 +158,16 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
     _routers(state, topo, fabric, the_plan)
     _fault_point("routers")
     say("[4/6] speakers: one per node, real ExaBGP toward its ToRs")
+    mode: list[str] = []
+    if url is not None:
+        from flatroute.lab import kube
+
+        kube.forward(state, [n.ns for n in topo.nodes], url)
+        mode = ["--kubernetes", "--server", url]
     for node in topo.nodes:
         ndir = directory / "nodes" / node.name
         _start(state, f"{node.name}/speaker", node.ns, [
-            *flatroute_cmd(), "speaker", "run", "--node", node.name,
+            *flatroute_cmd(), "speaker", "run", *mode, "--node", node.name,
             "--state-dir", str(state_dir), "--run-dir", str(ndir / "run"),
             "--node-file", str(ndir / "node.json"),
             # each node is its own namespace: the same port on every node's loopback

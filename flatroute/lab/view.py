@@ -65,6 +65,8 @@ def status(state: LabState) -> list[str]:
                      f"{len(sids)} SIDs, {len(encaps)} SRv6 encap routes")
         for ln in sids:
             lines.append(f"      {ln.strip()}")
+    if state.kubernetes and state.api_url:
+        lines += _nodestates(state.api_url)
     lines.append("PODS")
     for p in state.pods:
         lines.append(f"  {p.name:<16} on {p.node:<10} {p.ipv4 or '-':<16} {p.ipv6 or '-'}")
@@ -114,3 +116,24 @@ def set_target(state: LabState, target: str, *, up: bool) -> list[str]:
     return [f"{target}: {len(ends) // 2} link(s) set {word}"]
 
 
+
+
+def _nodestates(url: str) -> list[str]:
+    """What `kubectl get nodestates` shows: every node's BGP state, seen off the node."""
+    from flatroute.kube.api import KubeError, connect
+    from flatroute.kube.objects import NODESTATES
+
+    try:
+        items, _rv = connect(None, url).list(NODESTATES)
+    except KubeError as exc:
+        return [f"NODESTATES (Kubernetes API {url}): unreachable: {exc}"]
+    lines = [f"NODESTATES (Kubernetes API {url}, the fake)",
+             f"  {'NAME':<10} {'ASN':<11} {'SESSIONS':<9} {'ANNOUNCED':<10} {'APPLIED':<8} "
+             "LAST ERROR"]
+    for obj in sorted(items, key=lambda o: str(o["metadata"]["name"])):
+        st = obj.get("status") or {}
+        applied = st.get("observedGeneration") == obj["metadata"].get("generation")
+        lines.append(f"  {obj['metadata']['name']:<10} {obj['spec'].get('asn', '-')!s:<11} "
+                     f"{st.get('sessionsUp', '-'):<9} {st.get('announcedCount', '-')!s:<10} "
+                     f"{'yes' if applied else 'no':<8} {st.get('lastError') or '-'}")
+    return lines

@@ -24,7 +24,7 @@ from flatroute.lab.topology import Topology, build
 from flatroute.plan import plan
 from tests.conftest import EXAMPLES
 from tests.kube_util import api_for, eventually, fake_with_crds, seed
-from tests.netns_forward import Forwarder
+from flatroute.lab.forward import Forwarder
 from tests.netns_util import need_root, need_tool, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

@@ -107,6 +107,21 @@ def test_up_test_down(lab_factory: list[Lab], fabric: str) -> None:
     assert "nothing to remove" in again.stdout
 
 
+def test_kubernetes_mode(lab_factory: list[Lab]) -> None:
+    """The same lab with the (fake) Kubernetes API as source of truth and distribution."""
+    lab = Lab("two-site.yaml", pods=1)
+    lab_factory.append(lab)
+    r = lab.run("up", lab.fabric, "--pods", "1", "--kubernetes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Kubernetes mode" in r.stdout
+    t = lab.run("test")
+    assert t.returncode == 0, t.stdout + t.stderr
+    status = lab.run("status").stdout
+    assert re.search(r"^\s+tk-n1\s+4200000003\s+4/4\s+3\s+yes", status, re.M), status
+    assert lab.run("down").returncode == 0
+    assert_gone(lab)
+
+
 def test_bad_fabric_refused_before_anything_is_built(lab_factory: list[Lab],
                                                      tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
