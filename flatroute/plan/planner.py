@@ -276,28 +276,17 @@ class _Planner:
         site = self.sites[rack.site]
         b4 = tuple(str(b) for b in node.ipv4_blocks) or e.ipv4_blocks
         if not b4 and site.ipv4_pools:
-            got = self.v4[site.name].allocate()
-            if got is None:
-                self.problems.append(Problem(node.name, f"IPv4 pools of site {site.name} are "
-                                             "exhausted: no pod block assigned"))
-            else:
-                b4 = (net_text(got),)
+            b4 = self._take(self.v4[site.name], node, f"IPv4 pools of site {site.name} are "
+                            "exhausted: no pod block assigned")
         b6 = tuple(str(b) for b in node.ipv6_blocks) or e.ipv6_blocks
         if not b6 and site.ipv6_pools:
-            got6 = self.v6[site.name].allocate()
-            if got6 is None:
-                self.problems.append(Problem(node.name, f"IPv6 pools of site {site.name} are "
-                                             "exhausted: no pod block assigned"))
-            else:
-                b6 = (net_text(got6),)
+            b6 = self._take(self.v6[site.name], node, f"IPv6 pools of site {site.name} are "
+                            "exhausted: no pod block assigned")
         locator = e.locator
         if f.srv6.enabled and locator is None and site.locator_block is not None:
-            got_l = self.loc[site.name].allocate()
-            if got_l is None:
-                self.problems.append(Problem(node.name, f"locator block of site {site.name} "
-                                             "is exhausted: no SRv6 locator assigned"))
-            else:
-                locator = net_text(got_l)
+            taken = self._take(self.loc[site.name], node, f"locator block of site {site.name} "
+                               "is exhausted: no SRv6 locator assigned")
+            locator = taken[0] if taken else None
         asn = e.asn
         if f.asn.mode is AsnMode.PER_NODE:
             if node.asn is not None:
@@ -309,6 +298,14 @@ class _Planner:
                                                  "exhausted"))
         uplinks = self._uplinks(node, rack, e)
         return LedgerEntry(asn, b4, b6, locator, uplinks, None)
+
+    def _take(self, pool: BlockPool, node: Node, exhausted: str) -> tuple[str, ...]:
+        """One block from the pool as ledger text, or () with the problem reported."""
+        got = pool.allocate()
+        if got is None:
+            self.problems.append(Problem(node.name, exhausted))
+            return ()
+        return (net_text(got),)
 
     def _uplinks(self, node: Node, rack: Rack,
                  e: LedgerEntry) -> tuple[tuple[str, str | None, str | None], ...]:
