@@ -19,12 +19,12 @@ from flatroute.fabric import load_fabric
 from flatroute.kube.objects import NODESTATES
 from flatroute.lab import frr, host
 from flatroute.lab import up as labup
+from flatroute.lab.forward import Forwarder
 from flatroute.lab.state import LabState
 from flatroute.lab.topology import Topology, build
 from flatroute.plan import plan
 from tests.conftest import EXAMPLES
 from tests.kube_util import api_for, eventually, fake_with_crds, seed
-from flatroute.lab.forward import Forwarder
 from tests.netns_util import need_root, need_tool, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
