@@ -40,7 +40,9 @@ def in_ns(lab: Lab, name: str, *cmd: str) -> str:
 def capture_during_ping(lab: Lab, src_pod: str, dst: str) -> str:
     """tcpdump on the WAN router (verbose: shows the SRH) while one pod pings another."""
     cap = subprocess.Popen(["ip", "netns", "exec", f"{lab.prefix}-wan1", "tcpdump", "-i", "any",
-                            "-nn", "-v", "--immediate-mode", "-c", "4", "ip6 and not icmp6"],
+                            "-nn", "-v", "--immediate-mode", "-c", "4",
+                            # only encapsulated packets: SRH, or IPv4/IPv6 in IPv6
+                            "ip6 and (ip6[6] == 43 or ip6[6] == 4 or ip6[6] == 41)"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     time.sleep(0.8)
     ping = subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-{src_pod}", "ping", "-c", "3",
