@@ -137,8 +137,11 @@ def test_controller_and_two_speakers_converge(fake: FakeApiServer, running: Runn
     assert ready == {"Ready": "True", "Applied": "True", "BGPEstablished": "True"}
     # nodes without a speaker have no status: visible as such
     assert "status" not in states["tk-n2"]
-    cfg = fake.get_object("fabricconfigs", "default", group=GROUP)
-    assert cfg is not None and cfg["status"]["nodes"] == 4
+    # the FabricConfig's status is written after the NodeStates: wait for it, do not race it
+    cfg = eventually(lambda: (fake.get_object("fabricconfigs", "default", group=GROUP) or {})
+                     if "status" in (fake.get_object("fabricconfigs", "default", group=GROUP)
+                                     or {}) else None, what="FabricConfig status")
+    assert cfg["status"]["nodes"] == 4
     assert {c["type"]: c["status"] for c in cfg["status"]["conditions"]}["Ready"] == "True"
 
 
