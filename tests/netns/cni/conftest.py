@@ -39,6 +39,10 @@ class Node:
             if os.path.exists(f"{REF}/{plugin}"):
                 os.symlink(f"{REF}/{plugin}", self.bin / plugin)
         self.data = tmp / "data"
+        # The C client's service socket: absent unless a test starts `flatroute cni serve`
+        # (tests/netns/cni/test_cni_service.py), so the other tests go through the fallback
+        # and never reach a service this machine might run at the default path.
+        self.socket = tmp / "cni.sock"
         self.node_file = tmp / "node.json"
         self.write_node_file(["10.244.0.0/26"], ["fd00:10:244::/122"])
 
@@ -62,7 +66,8 @@ class Node:
              env: dict[str, str | None] | None = None) -> tuple[int, dict[str, Any] | None]:
         e = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_IFNAME": ifname,
              "CNI_NETNS": f"/run/netns/{pod}" if pod else "", "CNI_PATH": str(self.bin),
-             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")}
+             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin"),
+             "FLATROUTE_CNI_SOCKET": str(self.socket)}
         for key, value in (env or {}).items():
             if value is None:
                 e.pop(key, None)
@@ -119,9 +124,10 @@ def ping(pod: str, dst: str) -> bool:
 
 
 @pytest.fixture
-def node(netns: Netns, tmp_path: Path) -> Iterator[Node]:
+def node(netns: Netns, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
     need_tool("ip", "ping", f"{REF}/host-local", f"{REF}/tuning")
     n = Node(netns, tmp_path)
+    monkeypatch.setenv("FLATROUTE_CNI_SOCKET", str(n.socket))  # for tests that exec it directly
     try:
         yield n
     finally:
