@@ -5,8 +5,11 @@
 Creates a node namespace (with an uplink and a default route, like a real node) and one pod
 namespace per pod and plugin, runs the plugins inside the node namespace (`ip netns exec`),
 100 pods sequentially and then 2 at a time, alternating the plugins, and prints p50/p95 and
-the ratios flatroute/reference. Everything it creates is removed at the end, even on failure.
-Compare ratios, not absolute times: the machine is shared and noisy.
+the ratios flatroute/reference for each flatroute mode: the Python plugin exec'd per pod
+(`flatroute-cni-py`) and the C client handing requests to `flatroute cni serve` (started in
+the node namespace; without a C compiler that mode is left out). Everything it creates is
+removed at the end, even on failure. Compare ratios, not absolute times: the machine is
+shared and noisy.
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ def pct(values: list[float], p: float) -> float:
 
 # --- inside the node namespace ------------------------------------------------------------
 
-def spawn(binary: str, command: str, cid: str, netns: str,
-          cni_path: str) -> tuple[subprocess.Popen[bytes], float]:
+def spawn(binary: str, command: str, cid: str, netns: str, cni_path: str,
+          extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], float]:
     env = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0",
-           "CNI_NETNS": netns, "CNI_PATH": cni_path, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+           "CNI_NETNS": netns, "CNI_PATH": cni_path, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+           **extra}
     start = time.perf_counter()
     proc = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)
@@ -62,6 +66,16 @@ def inner(spec: dict[str, object]) -> None:
     n = int(spec["n"])  # type: ignore[call-overload]
     names = list(plugins)
     times: dict[tuple[str, str, str], list[float]] = {}
+    service = None
+    if spec.get("socket"):
+        service = subprocess.Popen([sys.executable, "-m", "flatroute.cli", "cni", "serve",
+                                    "--socket", str(spec["socket"])], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while not os.path.exists(str(spec["socket"])):
+            if service.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("flatroute cni serve did not start")
+            time.sleep(0.02)
 
     def run(mode: str, command: str, width: int) -> None:
         for i in range(0, n, width):
@@ -70,16 +84,22 @@ def inner(spec: dict[str, object]) -> None:
             for name in order:
                 p = plugins[name]
                 conf = json.dumps(p["conf"]).encode()
-                batch = [spawn(str(p["binary"]), command, f"c{name[0]}{j}",
-                               f"/run/netns/{pods[name][j]}", cni_path)
+                batch = [spawn(str(p["binary"]), command, f"c{names.index(name)}x{j}",
+                               f"/run/netns/{pods[name][j]}", cni_path,
+                               p.get("env", {}))  # type: ignore[arg-type]
                          for j in range(i, min(i + width, n))]
                 for proc, start in batch:
                     times.setdefault((mode, command, name), []).append(
                         finish(proc, start, conf))
 
-    for mode, width in (("sequential", 1), ("2 at a time", 2)):
-        run(mode, "ADD", width)
-        run(mode, "DEL", width)
+    try:
+        for mode, width in (("sequential", 1), ("2 at a time", 2)):
+            run(mode, "ADD", width)
+            run(mode, "DEL", width)
+    finally:
+        if service is not None:
+            service.terminate()
+            service.wait(timeout=10)
     print(json.dumps({"|".join(k): v for k, v in times.items()}))
 
 
@@ -101,7 +121,7 @@ def main() -> int:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
     sys.path.insert(0, ROOT)
-    from cni.install import install
+    from cni.install import c_compiler, install
 
     tag = uuid.uuid4().hex[:6]
     made: list[str] = []
@@ -123,37 +143,48 @@ def main() -> int:
         install(bindir, os.path.join(tmp, "net.d"), args.python)
         for plugin in ("ptp", "host-local"):
             os.symlink(f"{REF}/{plugin}", os.path.join(bindir, plugin))
-        v6 = ["fd00:10:244::/120"] if args.dual else []
-        with open(os.path.join(tmp, "node.json"), "w", encoding="utf-8") as fh:
-            json.dump({"version": 1, "node": "bench", "podBlocks": {"ipv4": ["10.244.0.0/24"],
-                                                                    "ipv6": v6},
-                       "mtu": 1400, "routeProtocol": 70}, fh)
+        for i in (4, 5):  # one pod block per flatroute mode: their routes share the node
+            v6 = [f"fd00:10:24{i}::/120"] if args.dual else []
+            with open(os.path.join(tmp, f"node{i}.json"), "w", encoding="utf-8") as fh:
+                json.dump({"version": 1, "node": "bench",
+                           "podBlocks": {"ipv4": [f"10.24{i}.0.0/24"], "ipv6": v6},
+                           "mtu": 1400, "routeProtocol": 70}, fh)
         ref_ranges = [[{"subnet": "10.250.0.0/24"}]]
         if args.dual:
             ref_ranges.append([{"subnet": "fd00:250::/120"}])
-        plugins = {
-            "flatroute": {"binary": os.path.join(bindir, "flatroute-cni"),
-                          "conf": {"cniVersion": "1.1.0", "name": "frbench",
-                                   "type": "flatroute-cni",
-                                   "nodeFile": os.path.join(tmp, "node.json"),
-                                   "dataDir": os.path.join(tmp, "fr-data")}},
+        sock = os.path.join(tmp, "cni.sock")
+        plugins: dict[str, dict[str, object]] = {
+            "flatroute-py": {"binary": os.path.join(bindir, "flatroute-cni-py"),
+                             "conf": {"cniVersion": "1.1.0", "name": "frbench",
+                                      "type": "flatroute-cni",
+                                      "nodeFile": os.path.join(tmp, "node4.json"),
+                                      "dataDir": os.path.join(tmp, "fr-data")}},
             "ptp+host-local": {"binary": os.path.join(bindir, "ptp"),
                                "conf": {"cniVersion": "1.0.0", "name": "ptpbench", "type": "ptp",
                                         "ipMasq": False, "mtu": 1400,
                                         "ipam": {"type": "host-local", "ranges": ref_ranges,
                                                  "dataDir": os.path.join(tmp, "hl-data")}}},
         }
+        if c_compiler():
+            plugins["flatroute-svc"] = {
+                "binary": os.path.join(bindir, "flatroute-cni"),
+                "env": {"FLATROUTE_CNI_SOCKET": sock,
+                        "FLATROUTE_CNI_FALLBACK": "/nonexistent"},  # the service or fail
+                "conf": {"cniVersion": "1.1.0", "name": "frbench2", "type": "flatroute-cni",
+                         "nodeFile": os.path.join(tmp, "node5.json"),
+                         "dataDir": os.path.join(tmp, "fr-data")}}
         pods: dict[str, list[str]] = {}
-        for name in plugins:
+        for k, name in enumerate(plugins):
             pods[name] = []
             for i in range(args.pods):
-                ns = f"ftbp{tag}{name[0]}{i}"
+                ns = f"ftbp{tag}{k}x{i}"
                 sh("ip", "netns", "add", ns)
                 made.append(ns)
                 pods[name].append(ns)
         spec_path = os.path.join(tmp, "spec.json")
         with open(spec_path, "w", encoding="utf-8") as fh:
-            json.dump({"plugins": plugins, "pods": pods, "cni_path": bindir, "n": args.pods}, fh)
+            json.dump({"plugins": plugins, "pods": pods, "cni_path": bindir, "n": args.pods,
+                       "socket": sock if "flatroute-svc" in plugins else ""}, fh)
         proc = subprocess.run(["ip", "netns", "exec", node, sys.executable, os.path.abspath(
             __file__), "--inner", spec_path], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -168,18 +199,25 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+LABELS = {"flatroute-py": "python plugin", "flatroute-svc": "C client+service"}
+
+
 def report(times: dict[tuple[str, ...], list[float]], args: argparse.Namespace) -> None:
     print(f"flatroute-cni vs ptp+host-local, {args.pods} pods, "
-          f"{'dual-stack' if args.dual else 'IPv4'}, plugins alternating (ms)")
-    print(f"{'mode':<12} {'verb':<4} {'flatroute p50':>13} {'p95':>7} {'ref p50':>8} {'p95':>7} "
-          f"{'ratio p50':>9} {'ratio p95':>9}")
+          f"{'dual-stack' if args.dual else 'IPv4'}, plugins alternating (ms; ratio = "
+          "flatroute / reference)")
+    print(f"{'mode':<12} {'verb':<4} {'flatroute':<17} {'p50':>6} {'p95':>6} {'ref p50':>8} "
+          f"{'p95':>6} {'ratio p50':>9} {'ratio p95':>9}")
     for mode in ("sequential", "2 at a time"):
         for verb in ("ADD", "DEL"):
-            f = times[(mode, verb, "flatroute")]
             r = times[(mode, verb, "ptp+host-local")]
-            print(f"{mode:<12} {verb:<4} {pct(f, 50):>13.1f} {pct(f, 95):>7.1f} "
-                  f"{pct(r, 50):>8.1f} {pct(r, 95):>7.1f} {pct(f, 50) / pct(r, 50):>9.2f} "
-                  f"{pct(f, 95) / pct(r, 95):>9.2f}")
+            for name, label in LABELS.items():
+                f = times.get((mode, verb, name))
+                if not f:
+                    continue
+                print(f"{mode:<12} {verb:<4} {label:<17} {pct(f, 50):>6.1f} {pct(f, 95):>6.1f} "
+                      f"{pct(r, 50):>8.1f} {pct(r, 95):>6.1f} {pct(f, 50) / pct(r, 50):>9.2f} "
+                      f"{pct(f, 95) / pct(r, 95):>9.2f}")
 
 
 if __name__ == "__main__":

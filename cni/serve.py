@@ -87,6 +87,10 @@ def serve(path: str, *, read_timeout: float = 10, max_seconds: float = 300,
 
         log = get_logger(socket=path)
     preload()
+    import gc
+
+    gc.collect()
+    gc.freeze()  # children never scan (and so never copy-on-write) what the parent holds
     sock = bind(path)
     inode = os.stat(path).st_ino
     children: dict[int, float] = {}
@@ -157,6 +161,9 @@ def _child(conn: socket.socket, listener: socket.socket, read_timeout: float,
            log: Any) -> NoReturn:
     status = 1
     try:
+        import gc
+
+        gc.disable()  # a short-lived child: nothing worth a collection's page copies
         for sig in _SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
