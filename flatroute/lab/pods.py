@@ -43,6 +43,11 @@ def plugin_path(lab_dir: Path) -> str:
     return found
 
 
+def socket_path(node_dir: Path) -> Path:
+    """The node's `flatroute cni serve` socket (started by `lab up` in the node namespace)."""
+    return node_dir / "cni.sock"
+
+
 def cni_conf(node_dir: Path) -> dict[str, Any]:
     return {"cniVersion": "1.1.0", "name": "flatroute", "type": "flatroute-cni",
             "nodeFile": str(node_dir / "node.json"), "dataDir": str(node_dir / "ipam")}
@@ -52,7 +57,9 @@ def cni_exec(command: str, pod: Pod, node_ns: str, node_dir: Path,
              *, netns: bool = True) -> dict[str, Any]:
     plugin = plugin_path(node_dir.parent.parent)
     env = [f"CNI_COMMAND={command}", f"CNI_CONTAINERID={pod.container_id}",
-           f"CNI_IFNAME={IFNAME}", f"CNI_PATH={Path(plugin).parent}:/usr/lib/cni"]
+           f"CNI_IFNAME={IFNAME}", f"CNI_PATH={Path(plugin).parent}:/usr/lib/cni",
+           # this node's service; with none there the client runs the Python plugin itself
+           f"FLATROUTE_CNI_SOCKET={socket_path(node_dir)}"]
     if netns:
         env.append(f"CNI_NETNS=/var/run/netns/{pod.ns}")
     proc = host.run(host.in_ns(node_ns, ["env", *env, plugin]),
