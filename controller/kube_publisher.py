@@ -24,6 +24,7 @@ from typing import Any
 from controller.publisher import Published, PublishResult
 from controller.states import Rendered
 from flatroute.errors import AdapterError
+from flatroute.files import write_atomic
 from flatroute.kube.api import CONFIGMAPS, Conflict, KubeApi, NotFound, Obj
 from flatroute.kube.objects import (
     FABRIC_LABEL,
@@ -38,7 +39,6 @@ from flatroute.kube.objects import (
 )
 from flatroute.kube.reflector import Reflector
 from flatroute.logging import get_logger
-from flatroute.nodefile import write_atomic
 from flatroute.nodestate import spec_doc
 
 LEDGER_CONFIGMAP = "flatroute-ledger"

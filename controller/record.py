@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flatroute.nodefile import write_atomic
+from flatroute.files import write_atomic
 
 RECORD_VERSION = 1
 FILENAME = "controller.json"

@@ -18,8 +18,6 @@ This module must stay import-light (stdlib only): the CNI plugin imports it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 
 DEFAULT_PATH = "/run/flatroute/node.json"
@@ -84,35 +82,3 @@ def read(path: str = DEFAULT_PATH) -> NodeFile:
         raise NodeFileError(f"{path}: no node file (is the speaker running?)") from exc
     except OSError as exc:
         raise NodeFileError(f"{path}: cannot read node file: {exc.strerror}") from exc
-
-
-def write_atomic(path: str, text: str) -> bool:
-    """Write text to path via a temporary file and rename; return False if unchanged."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            if fh.read() == text:
-                return False
-    except OSError:
-        pass
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with _suppress():
-            os.unlink(tmp)
-        raise
-    return True
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True

@@ -27,8 +27,9 @@ from typing import Any
 from flatroute import ROUTE_PROTOCOL, nodestate
 from flatroute.errors import AdapterError, FlatrouteError, InvalidInput, field_error
 from flatroute.fabric.naming import ifname
+from flatroute.files import write_atomic
 from flatroute.logging import get_logger
-from flatroute.nodefile import NodeFile, write_atomic
+from flatroute.nodefile import NodeFile
 from flatroute.nodestate import NodeState
 from speaker import announce, exabgp_config, reconcile
 from speaker.announce import Announcement

@@ -15,7 +15,7 @@ import signal
 import subprocess
 from collections.abc import Iterable
 
-from flatroute.nodefile import write_atomic
+from flatroute.files import write_atomic
 from flatroute.nodestate import NodeState
 
 BFDD = "/usr/lib/frr/bfdd"

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flatroute.errors import AdapterError
-from flatroute.nodefile import write_atomic
+from flatroute.files import write_atomic
 from speaker.exabgp_config import Paths
 from speaker.exabgp_json import Ack, Event, parse_line
 

@@ -14,9 +14,9 @@ import os
 import threading
 
 from flatroute import nodestate
+from flatroute.files import write_atomic
 from flatroute.kube.objects import NodeStatus, SessionStatus
 from flatroute.logging import get_logger
-from flatroute.nodefile import write_atomic
 from speaker import status as speaker_status
 from speaker.kube_source import Desired, open_source, run
 

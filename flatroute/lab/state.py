@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flatroute.nodefile import write_atomic
+from flatroute.files import write_atomic
 
 DEFAULT_ROOT = Path(os.environ.get("FLATROUTE_LAB_ROOT", "/run/flatroute/lab"))
 DEFAULT_PREFIX = "fl"

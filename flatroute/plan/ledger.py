@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flatroute.errors import InvalidInput, field_error
-from flatroute.nodefile import write_atomic
+from flatroute.files import write_atomic
 from flatroute.plan.model import Ledger, LedgerEntry
 
 LEDGER_VERSION = 1
