@@ -14,6 +14,8 @@ from flatroute.lab.state import PodRecord
 from flatroute.lab.topology import Pod, Topology
 
 IFNAME = "eth0"
+#: a pod's IPv6 address is usable at once (no duplicate address detection wait)
+POD_SYSCTLS = {"net.ipv6.conf.default.accept_dad": "0", "net.ipv6.conf.all.accept_dad": "0"}
 
 
 class PodError(FlatrouteError):
@@ -79,8 +81,7 @@ def cni_exec(command: str, pod: Pod, node_ns: str, node_dir: Path,
 def add(pod: Pod, topo: Topology, lab_dir: Path) -> PodRecord:
     node_ns = next(n.ns for n in topo.nodes if n.name == pod.node)
     host.netns_add([pod.ns])
-    host.sysctl(pod.ns, {"net.ipv6.conf.default.accept_dad": "0",
-                         "net.ipv6.conf.all.accept_dad": "0"})
+    host.sysctl(pod.ns, POD_SYSCTLS)
     host.ip_batch(pod.ns, ["link set lo up"])
     result = cni_exec("ADD", pod, node_ns, lab_dir / "nodes" / pod.node)
     record = PodRecord(pod.name, pod.node, pod.ns, pod.container_id)

@@ -49,7 +49,6 @@ NODE_SYSCTLS = {
 ROUTER_SYSCTLS = {**NODE_SYSCTLS}
 #: the speakers' Prometheus endpoint, on each node namespace's loopback
 METRICS_PORT = 9474
-POD_SYSCTLS = {"net.ipv6.conf.default.accept_dad": "0", "net.ipv6.conf.all.accept_dad": "0"}
 
 
 class LabError(FlatrouteError):
