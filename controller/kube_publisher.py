@@ -39,7 +39,6 @@ from flatroute.kube.objects import (
 )
 from flatroute.kube.reflector import Reflector
 from flatroute.logging import get_logger
-from flatroute.nodestate import spec_doc
 
 LEDGER_CONFIGMAP = "flatroute-ledger"
 LEDGER_KEY = "ledger.json.gz"
@@ -148,7 +147,7 @@ class KubePublisher:
     def _desired(self, doc: Rendered) -> tuple[dict[str, Any], str]:
         cached = self._specs.get(doc.node)
         if cached is None or cached[0] != doc.generation:
-            spec = strip_nulls(spec_doc(doc.state))
+            spec = strip_nulls(doc.spec())
             cached = (doc.generation, spec, canonical_hash(spec))
             self._specs[doc.node] = cached
         return cached[1], cached[2]
@@ -228,8 +227,7 @@ class KubePublisher:
         published: dict[str, Published] = {}
         for name, doc in desired.items():
             spec, spec_hash = self._desired(doc)
-            st = doc.state
-            want = node_state_object(name, spec, doc.generation, site=st.site, rack=st.rack,
+            want = node_state_object(name, spec, doc.generation, site=doc.site, rack=doc.rack,
                                      fabric=self.fabric)
             current = self._current(name, cached.get(name))
             if current is not None and self._up_to_date(current, want, spec_hash):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import (
     IPv4Address,
@@ -168,10 +169,15 @@ def spec_doc(st: NodeState) -> dict[str, Any]:
             "locator": _s(st.locator),
             "localSids": [{"sid": str(s.sid), "behavior": s.behavior.value}
                           for s in st.local_sids],
-            "routes": [{"prefix": str(r.prefix), "segments": [str(x) for x in r.segments],
-                        "target": r.target, "policy": r.policy} for r in st.encap_routes],
+            "routes": routes_doc(st.encap_routes),
         },
     }
+
+
+def routes_doc(routes: Iterable[EncapRoute]) -> list[dict[str, Any]]:
+    """The `spec.srv6.routes` member: every node of a site carries the same ones."""
+    return [{"prefix": str(r.prefix), "segments": [str(x) for x in r.segments],
+             "target": r.target, "policy": r.policy} for r in routes]
 
 
 def to_json(st: NodeState) -> str:

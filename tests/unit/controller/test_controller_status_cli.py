@@ -148,6 +148,8 @@ def test_rendered_states_are_byte_identical_to_nodestate(example: str) -> None:
     for node in p.nodes:
         assert docs[node.name].text == to_json(from_plan(p, node))
         assert docs[node.name].generation == json.loads(docs[node.name].text)["generation"]
+        assert docs[node.name].state() == from_plan(p, node)
+        assert (docs[node.name].site, docs[node.name].rack) == (node.site, node.rack)
 
 
 @settings(max_examples=25, deadline=None)
