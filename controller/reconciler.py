@@ -74,6 +74,7 @@ class Reconciler:
         self.ledger_path = self.state_dir / LEDGER_FILE
         # A ledger we cannot read is fatal: planning without it could hand out a live block.
         self.ledger: Ledger = load_ledger(self.ledger_path)
+        self._ledger_saved = False  # the file on disk may be older than its format: rewrite once
         self.plan: Plan | None = None
         self.states = StateBuilder()
         self.record = Record(release_grace_seconds=release_grace)
@@ -98,7 +99,11 @@ class Reconciler:
             self.log.info("allocations_released", node=name,
                           grace_seconds=self.release_grace)
         # The ledger is durable before any document that uses its allocations is published.
-        save_ledger(self.ledger_path, result.ledger)
+        # Serialising it costs ~0.5 s at 5,000 nodes: skip that when nothing was allocated,
+        # retired or freed since it was last saved (comparing entries costs milliseconds).
+        if not self._ledger_saved or result.ledger != self.ledger:
+            save_ledger(self.ledger_path, result.ledger)
+            self._ledger_saved = True
         self.ledger, self.plan = result.ledger, result
 
         problems = result.problems

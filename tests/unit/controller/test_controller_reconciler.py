@@ -285,3 +285,30 @@ def test_exhaustion_stays_reported_and_heals_when_room_appears(tmp_path: Path) -
     healed = env.ctl.reconcile()
     assert healed.exit_status == 0
     assert "s0-c" in env.docs()
+
+
+def test_ledger_is_serialised_only_when_it_changed(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import controller.reconciler as rec
+
+    saved: list[int] = []
+    real = rec.save_ledger
+
+    def counting(path: Any, ledger: Any) -> bool:
+        saved.append(len(ledger.nodes))
+        return real(path, ledger)
+
+    monkeypatch.setattr(rec, "save_ledger", counting)
+    env = Env(tmp_path, fabric_doc(2))
+    assert env.ctl.reconcile().ok
+    assert env.ctl.reconcile().ok  # steady: nothing allocated, nothing to save
+    assert saved == [4]
+    env.edit(fabric_doc(2, {0: ["s0-n0", "s0-n1", "s0-n2"], 1: ["s1-n0", "s1-n1"]}))
+    assert env.ctl.reconcile().ok
+    assert saved == [4, 5]
+    assert load_ledger(env.dir / "ledger.json").nodes.keys() == {
+        "s0-n0", "s0-n1", "s0-n2", "s1-n0", "s1-n1"}
+    # A new process writes it once (its format may have moved on), then stays quiet.
+    env.ctl = env.new()
+    assert env.ctl.reconcile().ok and env.ctl.reconcile().ok
+    assert saved == [4, 5, 5]
