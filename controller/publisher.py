@@ -8,8 +8,11 @@ issue) applies NodeState resources with the same contract.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import math
 import os
-import tempfile
+import stat
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +24,11 @@ from flatroute.errors import AdapterError
 
 #: Above this many changed documents, one sync of the filesystem beats one fsync per file.
 BATCH_SYNC_THRESHOLD = 8
+#: Published documents are world-readable: speakers read them, maybe as another user.
+FILE_MODE = 0o644
+#: Prefix of a document being staged; never a node name (those do not start with a dot).
+_STAGING = ".tmp-"
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +58,13 @@ class Publisher(Protocol):
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+    return _iso_second(math.floor(ts))
+
+
+@functools.lru_cache(maxsize=64)
+def _iso_second(second: int) -> str:
+    # A batch's files mostly share a second: format each second once, not once per file.
+    return datetime.fromtimestamp(second, UTC).isoformat(timespec="seconds")
 
 
 class FilePublisher:
@@ -59,6 +73,13 @@ class FilePublisher:
     It remembers what it wrote (generation, file size and mtime) so a steady state costs one
     stat per node; anything it does not remember (after a restart) is compared by content,
     so restarting rewrites nothing.
+
+    A batch is all or nothing up to the renames: every changed document is staged as
+    `.tmp-<node>.json` next to its target, the data is made durable (one `sync` for a big
+    batch, else an fsync per file), then all are renamed into place and the directory is
+    fsynced. Any error removes what was staged. The staging names are fixed, so a crash
+    leftover is found (and removed) by name; the size and mtime to remember are taken from
+    the staged file's descriptor, which is the inode that is renamed into place.
     """
 
     def __init__(self, state_dir: str | Path) -> None:
@@ -74,6 +95,9 @@ class FilePublisher:
 
     def publish(self, desired: Mapping[str, Rendered],
                 keep: Collection[str] = ()) -> PublishResult:
+        for name, doc in desired.items():
+            _check_name(name)
+            _check_name(doc.node)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             return self._publish(desired, keep)
@@ -92,7 +116,8 @@ class FilePublisher:
         self._write(changed)
         removed = []
         for name in sorted(set(on_disk) - set(desired) - set(keep)):
-            self.path(name).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._file(name))
             self._known.pop(name, None)
             self._published.pop(name, None)
             removed.append(name)
@@ -104,13 +129,20 @@ class FilePublisher:
         return PublishResult(tuple(d.node for d in changed), tuple(removed), unchanged,
                              dict(published))
 
+    def _file(self, node: str) -> str:
+        return f"{self.dir}/{node}.json"
+
+    def _staging(self, node: str) -> str:
+        return f"{self.dir}/{_STAGING}{node}.json"
+
     def _scan(self) -> dict[str, os.stat_result]:
         out: dict[str, os.stat_result] = {}
         with os.scandir(self.dir) as it:
             for entry in it:
-                if entry.name.startswith(".tmp-"):
+                if entry.name.startswith(_STAGING):
                     # Left over by a crash between write and rename: never a published doc.
-                    Path(entry.path).unlink(missing_ok=True)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
                 elif entry.name.endswith(".json") and entry.is_file():
                     out[entry.name[:-5]] = entry.stat()
         return out
@@ -122,13 +154,18 @@ class FilePublisher:
         if known is not None and known == (doc.generation, st.st_size, st.st_mtime_ns):
             return True
         # Not written by us in this process (or touched since): compare the bytes.
-        if st.st_size != len(doc.text.encode()):
+        data = doc.text.encode()
+        if st.st_size != len(data):
             return False
         try:
-            current = self.path(name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
+            fd = os.open(self._file(name), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                current = os.read(fd, len(data) + 1)  # one more: a file that grew differs
+            finally:
+                os.close(fd)
+        except OSError:
             return False
-        if current != doc.text:
+        if current != data:
             return False
         self._remember(doc, st)
         return True
@@ -141,28 +178,35 @@ class FilePublisher:
         """Stage every document, make the data durable, then rename them all into place."""
         if not docs:
             return
-        staged: list[tuple[Rendered, str]] = []
         batch = len(docs) > BATCH_SYNC_THRESHOLD
+        staged: list[str] = []  # created staging files, in the order of docs
+        stats: list[os.stat_result] = []
+        renamed = 0
         try:
             for doc in docs:
-                fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".json")
-                staged.append((doc, tmp))
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(doc.text)
+                tmp = self._staging(doc.node)
+                fd = _create(tmp)
+                staged.append(tmp)
+                try:
+                    _write_all(fd, doc.text.encode())
+                    st = os.fstat(fd)
+                    if stat.S_IMODE(st.st_mode) != FILE_MODE:  # the umask took bits away
+                        os.fchmod(fd, FILE_MODE)
                     if not batch:
-                        fh.flush()
-                        os.fsync(fh.fileno())
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+                stats.append(st)
             if batch:
                 os.sync()
-            for doc, tmp in staged:
-                os.chmod(tmp, 0o644)
-                target = self.path(doc.node)
-                os.replace(tmp, target)
-                self._remember(doc, target.stat())
-            staged = []
+            for doc, tmp, st in zip(docs, staged, stats, strict=True):
+                os.replace(tmp, self._file(doc.node))
+                renamed += 1
+                self._remember(doc, st)
         finally:
-            for _, tmp in staged:
-                Path(tmp).unlink(missing_ok=True)
+            for tmp in staged[renamed:]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         _fsync_dir(self.dir)
 
 
@@ -172,3 +216,24 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _check_name(node: str) -> None:
+    """A node's file must stay in the directory and never look like a staging file."""
+    if not node or "/" in node or "\0" in node or node.startswith("."):
+        raise AdapterError(f"refusing to publish a node state for node name {node!r}")
+
+
+def _create(path: str) -> int:
+    """Create a staging file; one left over by a crash is removed, never a reason to fail."""
+    try:
+        return os.open(path, _CREATE, FILE_MODE)
+    except FileExistsError:
+        os.unlink(path)
+        return os.open(path, _CREATE, FILE_MODE)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
