@@ -151,8 +151,10 @@ class FilePublisher:
         if st is None:
             return False
         known = self._known.get(name)
-        if known is not None and known == (doc.generation, st.st_size, st.st_mtime_ns):
-            return True
+        if known is not None and known[1:] == (st.st_size, st.st_mtime_ns):
+            # The file is what we wrote: its generation says whether the text is the same
+            # (a generation hashes the content), so a changed document is not read first.
+            return known[0] == doc.generation
         # Not written by us in this process (or touched since): compare the bytes.
         data = doc.text.encode()
         if st.st_size != len(data):

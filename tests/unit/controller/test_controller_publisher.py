@@ -220,3 +220,17 @@ def test_names_that_could_escape_are_refused(tmp_path: Path, name: str) -> None:
         pub.publish({"n0": doc(name)})  # the document's own name counts too
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []
 
+
+
+def test_changed_document_is_written_without_reading_the_old(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pub = FilePublisher(tmp_path)
+    pub.publish(docs(BIG, version=1))
+
+    def no_reads(*_: Any) -> None:
+        raise AssertionError("a file this publisher wrote is known by its generation")
+
+    monkeypatch.setattr(os, "read", no_reads)
+    res = pub.publish(docs(BIG, version=2))  # same sizes: only the generation tells
+    assert len(res.written) == BIG
+    assert on_disk(tmp_path) == {name: d.text for name, d in docs(BIG, version=2).items()}
