@@ -37,7 +37,7 @@ from flatroute.plan.alloc import (
     HostPool,
     NumberPool,
     addr_text,
-    iface,
+    address,
     net_text,
     parse_addr,
     parse_net,
@@ -62,6 +62,7 @@ from flatroute.plan.model import (
 )
 
 RETIRED_UNKNOWN = "1970-01-01T00:00:00+00:00"
+_NO_ENTRY = LedgerEntry()
 
 
 def plan(
@@ -84,6 +85,14 @@ class _Planner:
         self.sites: dict[str, Site] = {s.name: s for s in fabric.sites}
         self.problems: list[Problem] = []
         self._tor_ip_cache: dict[str, tuple[IPv4Address | None, IPv6Address | None]] = {}
+        self._rack_tors: dict[str, dict[str, Router]] = {}
+        # The SIDs of a node's locator: (behaviour, function) for a node that only forwards
+        # and for one that decapsulates; the same for every node.
+        d4, d6 = self._decap_behaviors()
+        end = ((Behavior.END, FUNCTION[Behavior.END]),)
+        self._sids_end = end
+        self._sids_decap = end + (((d4, FUNCTION[d4]),) if d4 == d6
+                                  else ((d4, FUNCTION[d4]), (d6, FUNCTION[d6])))
         self.routers = fabric.routers()
         router_asns = {r.asn for r in self.routers.values()}
         self.v4: dict[str, BlockPool] = {}
@@ -133,10 +142,9 @@ class _Planner:
         memo: dict[str, tuple[object, NodePlan]] = {}
         prev_memo = self.previous.memo if self.previous else {}
         for node in nodes:
-            entry = entries.get(node.name, LedgerEntry())
-            key = self._key(node, entry)
+            entry = entries.get(node.name, _NO_ENTRY)
             cached = prev_memo.get(node.name)
-            if cached is not None and cached[0] == key:
+            if cached is not None and cached[0] == self._key(node, entry):
                 plans.append(cached[1])
                 memo[node.name] = cached
                 continue
@@ -274,18 +282,18 @@ class _Planner:
         f = self.f
         rack = self.racks[node.rack]
         site = self.sites[rack.site]
-        b4 = tuple(str(b) for b in node.ipv4_blocks) or e.ipv4_blocks
+        b4 = tuple([str(b) for b in node.ipv4_blocks]) if node.ipv4_blocks else e.ipv4_blocks
         if not b4 and site.ipv4_pools:
-            b4 = self._take(self.v4[site.name], node, f"IPv4 pools of site {site.name} are "
-                            "exhausted: no pod block assigned")
-        b6 = tuple(str(b) for b in node.ipv6_blocks) or e.ipv6_blocks
+            b4 = self._take(self.v4[site.name], node, "IPv4 pools of site {} are exhausted: "
+                            "no pod block assigned", site.name)
+        b6 = tuple([str(b) for b in node.ipv6_blocks]) if node.ipv6_blocks else e.ipv6_blocks
         if not b6 and site.ipv6_pools:
-            b6 = self._take(self.v6[site.name], node, f"IPv6 pools of site {site.name} are "
-                            "exhausted: no pod block assigned")
+            b6 = self._take(self.v6[site.name], node, "IPv6 pools of site {} are exhausted: "
+                            "no pod block assigned", site.name)
         locator = e.locator
         if f.srv6.enabled and locator is None and site.locator_block is not None:
-            taken = self._take(self.loc[site.name], node, f"locator block of site {site.name} "
-                               "is exhausted: no SRv6 locator assigned")
+            taken = self._take(self.loc[site.name], node, "locator block of site {} is "
+                               "exhausted: no SRv6 locator assigned", site.name)
             locator = taken[0] if taken else None
         asn = e.asn
         if f.asn.mode is AsnMode.PER_NODE:
@@ -299,54 +307,59 @@ class _Planner:
         uplinks = self._uplinks(node, rack, e)
         return LedgerEntry(asn, b4, b6, locator, uplinks, None)
 
-    def _take(self, pool: BlockPool, node: Node, exhausted: str) -> tuple[str, ...]:
-        """One block from the pool as ledger text, or () with the problem reported."""
+    def _take(self, pool: BlockPool, node: Node, exhausted: str,
+              site: str) -> tuple[str, ...]:
+        """One block from the pool as ledger text, or () with the problem reported (the
+        message is formatted only then: this runs for every block of a cold plan)."""
         got = pool.allocate()
         if got is None:
-            self.problems.append(Problem(node.name, exhausted))
+            self.problems.append(Problem(node.name, exhausted.format(site)))
             return ()
         return (net_text(got),)
 
     def _uplinks(self, node: Node, rack: Rack,
                  e: LedgerEntry) -> tuple[tuple[str, str | None, str | None], ...]:
-        given = {u.tor: u for u in node.uplinks}
-        before = {t: (v4, v6) for t, v4, v6 in e.uplinks}
+        given = {u.tor: u for u in node.uplinks} if node.uplinks else {}
+        before = {t: (v4, v6) for t, v4, v6 in e.uplinks} if e.uplinks else {}
         out: list[tuple[str, str | None, str | None]] = []
         for tor in rack.tors:
-            if node.uplinks and tor.name not in given:
+            if given and tor.name not in given:
                 continue  # single-homed on purpose
-            if tor.peering.unnumbered:
+            peering = tor.peering
+            if peering.unnumbered:
                 out.append((tor.name, None, None))
                 continue
             up = given.get(tor.name)
-            addrs: list[str | None] = []
-            for i, subnet in enumerate((tor.peering.ipv4, tor.peering.ipv6)):
-                if subnet is None:
-                    addrs.append(None)
-                    continue
-                pinned = (up.ipv4 if i == 0 else up.ipv6) if up else None
-                if pinned is not None:
-                    addrs.append(str(pinned))
-                    continue
-                prev = before.get(tor.name, (None, None))[i]
-                if prev is not None:
-                    addrs.append(prev)
-                    continue
-                got = self.hosts[(tor.name, subnet.version)].allocate()
-                if got is None:
-                    self.problems.append(Problem(node.name, f"peering subnet of {tor.name} "
-                                                 f"{subnet.network} is full"))
-                    addrs.append(None)
-                else:
-                    addrs.append(addr_text(got, subnet.version))
-            out.append((tor.name, addrs[0], addrs[1]))
+            prev4, prev6 = before.get(tor.name, (None, None))
+            v4 = self._host(node, tor, peering.ipv4, up.ipv4 if up else None, prev4)
+            v6 = self._host(node, tor, peering.ipv6, up.ipv6 if up else None, prev6)
+            out.append((tor.name, v4, v6))
         return tuple(out)
+
+    def _host(self, node: Node, tor: Router, subnet: IPv4Interface | IPv6Interface | None,
+              pinned: IPv4Address | IPv6Address | None, prev: str | None) -> str | None:
+        """A node's address on one of a ToR's subnets: its pin, else what the ledger holds,
+        else the subnet's first free address."""
+        if subnet is None:
+            return None
+        if pinned is not None:
+            return str(pinned)
+        if prev is not None:
+            return prev
+        got = self.hosts[(tor.name, subnet.version)].allocate()
+        if got is None:
+            self.problems.append(Problem(node.name, f"peering subnet of {tor.name} "
+                                         f"{subnet.network} is full"))
+            return None
+        return addr_text(got, subnet.version)
 
     # -- building the node plan ---------------------------------------------------------------
     def _node_plan(self, node: Node, e: LedgerEntry) -> NodePlan:
         f = self.f
         rack = self.racks[node.rack]
-        tors = {t.name: t for t in rack.tors}
+        tors = self._rack_tors.get(rack.name)
+        if tors is None:
+            tors = self._rack_tors[rack.name] = {t.name: t for t in rack.tors}
         uplinks: list[UplinkPlan] = []
         peers: list[PeerPlan] = []
         asn = e.asn
@@ -354,61 +367,68 @@ class _Planner:
             asn = f.asn.cluster_asn
         elif f.asn.mode is AsnMode.PER_RACK:
             asn = self.rack_asns.get(node.rack)
+        has_v4 = bool(e.ipv4_blocks)
+        first4: IPv4Address | None = None  # the router-id unless given: first uplink IPv4
         for tor_name, v4, v6 in e.uplinks:
             tor = tors.get(tor_name)
             if tor is None:
                 continue
-            i4 = cast(IPv4Interface, iface(v4, tor.peering.ipv4.network.prefixlen)) if (
-                v4 and tor.peering.ipv4) else None
-            i6 = cast(IPv6Interface, iface(v6, tor.peering.ipv6.network.prefixlen)) if (
-                v6 and tor.peering.ipv6) else None
+            i4 = i6 = None
+            a4 = a6 = None
+            # The pool of the ToR's subnet builds the interface and hands back its address:
+            # the peers and the router-id use that one address object.
+            if v4 and tor.peering.ipv4:
+                made4, got4 = self.hosts[(tor_name, 4)].interface(v4)
+                i4, a4 = cast(IPv4Interface, made4), cast(IPv4Address, got4)
+                if first4 is None:
+                    first4 = a4
+            if v6 and tor.peering.ipv6:
+                made6, got6 = self.hosts[(tor_name, 6)].interface(v6)
+                i6, a6 = cast(IPv6Interface, made6), cast(IPv6Address, got6)
             uplinks.append(UplinkPlan(tor.name, i4, i6, tor.peering.unnumbered))
-            peers.extend(self._peers(tor, i4, i6, has_v4=bool(e.ipv4_blocks)))
+            peers.extend(self._peers(tor, a4, a6, has_v4=has_v4))
         router_id = node.router_id
         if router_id is None:
-            router_id = next((u.ipv4.ip for u in uplinks if u.ipv4 is not None), None)
+            router_id = first4
         if router_id is None and e.ipv4_blocks:
             router_id = cast(IPv4Network, parse_net(e.ipv4_blocks[0])).network_address
         if router_id is None:
             self.problems.append(Problem(node.name, "no IPv4 router-id: give routerId"))
         locator = cast(IPv6Network, parse_net(e.locator)) if e.locator else None
-        sids: list[Sid] = []
+        sids: tuple[Sid, ...] = ()
         if locator is not None:
             decaps = f.srv6.scope is SegmentScope.NODE or node.role is NodeRole.GATEWAY
-            behaviors = [Behavior.END]
-            if decaps:
-                d4 = Behavior(f.srv6.decap_ipv4.value)
-                d6 = Behavior(f.srv6.decap_ipv6.value)
-                behaviors += [d4] if d4 == d6 else [d4, d6]
             base = int(locator.network_address)
-            sids = [Sid(IPv6Address(base + FUNCTION[b]), b) for b in behaviors]
+            sids = tuple([Sid(cast(IPv6Address, address(base + function, 6)), b)
+                          for b, function in (self._sids_decap if decaps else self._sids_end)])
         return NodePlan(
             name=node.name, site=rack.site, rack=rack.name, role=node.role, asn=asn,
             router_id=router_id, uplinks=tuple(uplinks), peers=tuple(peers),
-            ipv4_blocks=tuple(cast(IPv4Network, parse_net(b)) for b in e.ipv4_blocks),
-            ipv6_blocks=tuple(cast(IPv6Network, parse_net(b)) for b in e.ipv6_blocks),
-            locator=locator, sids=tuple(sids),
+            ipv4_blocks=cast(tuple[IPv4Network, ...],
+                             tuple([parse_net(b) for b in e.ipv4_blocks])),
+            ipv6_blocks=cast(tuple[IPv6Network, ...],
+                             tuple([parse_net(b) for b in e.ipv6_blocks])),
+            locator=locator, sids=sids,
         )
 
-    def _peers(self, tor: Router, i4: IPv4Interface | None, i6: IPv6Interface | None,
+    def _peers(self, tor: Router, a4: IPv4Address | None, a6: IPv6Address | None,
                *, has_v4: bool) -> list[PeerPlan]:
         both = (Family.IPV4, Family.IPV6) if has_v4 else (Family.IPV6,)
         if tor.peering.unnumbered:
             return [PeerPlan(tor.name, tor.asn, None, None, both)]
         peers = []
-        v4_over_v6 = self.f.bgp.ipv4_over_ipv6 and i6 is not None and tor.peering.ipv6
-        # Interface.ip builds a new address object on every access: take each once.
+        v4_over_v6 = self.f.bgp.ipv4_over_ipv6 and a6 is not None and tor.peering.ipv6
         tor4, tor6 = self._tor_ips(tor)
-        if i4 is not None and tor4 is not None and not v4_over_v6:
-            peers.append(PeerPlan(tor.name, tor.asn, tor4, i4.ip, (Family.IPV4,)))
-        if i6 is not None and tor6 is not None:
-            own6 = i6.ip
+        if a4 is not None and tor4 is not None and not v4_over_v6:
+            peers.append(PeerPlan(tor.name, tor.asn, tor4, a4, (Family.IPV4,)))
+        if a6 is not None and tor6 is not None:
             fams = both if v4_over_v6 else (Family.IPV6,)
-            peers.append(PeerPlan(tor.name, tor.asn, tor6, own6, fams,
-                                  own6 if v4_over_v6 else None))
+            peers.append(PeerPlan(tor.name, tor.asn, tor6, a6, fams,
+                                  a6 if v4_over_v6 else None))
         return peers
 
     def _tor_ips(self, tor: Router) -> tuple[IPv4Address | None, IPv6Address | None]:
+        # Interface.ip builds a new address object on every access: take each once.
         got = self._tor_ip_cache.get(tor.name)
         if got is None:
             p = tor.peering
