@@ -203,15 +203,16 @@ class BlockPool:
     def __init__(self, pools: Iterable[Net], prefixlen: int, *, skip_first: int = 0) -> None:
         self.pools = tuple(pools)
         self.prefixlen = prefixlen
+        self.version = self.pools[0].version if self.pools else 0
         self._ranges = tuple((p.version, int(p.network_address), int(p.broadcast_address))
                              for p in self.pools)
         self.used: set[int] = set()
         self.skip_first = skip_first
         self._cursor = 0  # index into the virtual concatenation of all pools' blocks
-        # (index of its first block, block count, first block's start, step, version) per
-        # pool; worked out on the first allocation (a pool that never allocates, like the
-        # locator pool with SRv6 off, may have a block size that does not fit it).
-        self._layout: tuple[tuple[int, int, int, int, int], ...] | None = None
+        # (index of its first block, block count, first block's start, step) per pool;
+        # worked out on the first allocation (a pool that never allocates, like the locator
+        # pool with SRv6 off, may have a block size that does not fit it).
+        self._layout: tuple[tuple[int, int, int, int], ...] | None = None
 
     def contains(self, net: Net) -> bool:
         """A block of this pool's size inside one of its pools (integer arithmetic: the
@@ -231,11 +232,29 @@ class BlockPool:
 
     def allocate(self) -> Net | None:
         """The first free block, or None when every pool is full."""
+        start = self._take()
+        if start is None:
+            return None
+        return network(start, self.prefixlen, self.version)
+
+    def allocate_text(self) -> str | None:
+        """The first free block as ledger text (remembered for parse_net), or None when
+        every pool is full. Written from the block's integer: no properties to read back."""
+        start = self._take()
+        if start is None:
+            return None
+        text = f"{_v4_text(start) if self.version == 4 else _v6_text(start)}/{self.prefixlen}"
+        if len(_NETS) < 1_000_000:
+            _NETS[text] = network(start, self.prefixlen, self.version)
+        return text
+
+    def _take(self) -> int | None:
+        """Take the first free block; its start, or None when every pool is full."""
         if self._layout is None:
             self._layout = self._lay_out()
         cursor = max(self._cursor, self.skip_first)
         used = self.used
-        for first, count, base, step, version in self._layout:
+        for first, count, base, step in self._layout:
             if first + count <= cursor:
                 continue
             skip = max(0, cursor - first)
@@ -244,18 +263,18 @@ class BlockPool:
                 if start not in used:
                     used.add(start)
                     self._cursor = index + 1
-                    return network(start, self.prefixlen, version)
+                    return start
                 start += step
         self._cursor = 1 << 62
         return None
 
-    def _lay_out(self) -> tuple[tuple[int, int, int, int, int], ...]:
+    def _lay_out(self) -> tuple[tuple[int, int, int, int], ...]:
         out = []
         index = 0
         for pool in self.pools:
             count = 1 << (self.prefixlen - pool.prefixlen)
             step = 1 << (pool.max_prefixlen - self.prefixlen)
-            out.append((index, count, int(pool.network_address), step, pool.version))
+            out.append((index, count, int(pool.network_address), step))
             index += count
         return tuple(out)
 
@@ -292,6 +311,9 @@ class HostPool:
     def __init__(self, subnet: Net, reserved: Iterable[int] = ()) -> None:
         self.subnet = subnet
         self.version = subnet.version
+        self._iface_cls = IPv4Interface if subnet.version == 4 else IPv6Interface
+        self._netmask = subnet.netmask
+        self._prefixlen = subnet.prefixlen
         self.used: set[int] = set(reserved)
         self._first = int(subnet.network_address)
         self._last = int(subnet.broadcast_address)
@@ -327,8 +349,16 @@ class HostPool:
         addr = parse_addr(text)
         value = int(addr)
         # A scope (%zone) or an address off the subnet (a hand-edited ledger): ipaddress.
-        if FAST and addr.version == self.version and self._first <= value <= self._last and (
-                "%" not in text):
-            return _fast_interface(value, self.subnet), addr
-        made = iface(text, self.subnet.prefixlen)
-        return made, made.ip
+        if not (FAST and addr.version == self.version and self._first <= value <= self._last
+                and "%" not in text):
+            made = iface(text, self._prefixlen)
+            return made, made.ip
+        # _fast_interface, with what it would read from the subnet read once per pool
+        fast: Any = _new(self._iface_cls)
+        fast._ip = value
+        if self.version == 6:
+            fast._scope_id = None
+        fast.network = self.subnet
+        fast.netmask = self._netmask
+        fast._prefixlen = self._prefixlen
+        return fast, addr

@@ -38,7 +38,6 @@ from flatroute.plan.alloc import (
     NumberPool,
     addr_text,
     address,
-    net_text,
     parse_addr,
     parse_net,
 )
@@ -63,6 +62,10 @@ from flatroute.plan.model import (
 
 RETIRED_UNKNOWN = "1970-01-01T00:00:00+00:00"
 _NO_ENTRY = LedgerEntry()
+# Address families of a BGP session, shared by every peer (not built per peer)
+_V4 = (Family.IPV4,)
+_V6 = (Family.IPV6,)
+_V4_V6 = (Family.IPV4, Family.IPV6)
 
 
 def plan(
@@ -311,11 +314,11 @@ class _Planner:
               site: str) -> tuple[str, ...]:
         """One block from the pool as ledger text, or () with the problem reported (the
         message is formatted only then: this runs for every block of a cold plan)."""
-        got = pool.allocate()
+        got = pool.allocate_text()
         if got is None:
             self.problems.append(Problem(node.name, exhausted.format(site)))
             return ()
-        return (net_text(got),)
+        return (got,)
 
     def _uplinks(self, node: Node, rack: Rack,
                  e: LedgerEntry) -> tuple[tuple[str, str | None, str | None], ...]:
@@ -413,16 +416,16 @@ class _Planner:
 
     def _peers(self, tor: Router, a4: IPv4Address | None, a6: IPv6Address | None,
                *, has_v4: bool) -> list[PeerPlan]:
-        both = (Family.IPV4, Family.IPV6) if has_v4 else (Family.IPV6,)
+        both = _V4_V6 if has_v4 else _V6
         if tor.peering.unnumbered:
             return [PeerPlan(tor.name, tor.asn, None, None, both)]
         peers = []
         v4_over_v6 = self.f.bgp.ipv4_over_ipv6 and a6 is not None and tor.peering.ipv6
         tor4, tor6 = self._tor_ips(tor)
         if a4 is not None and tor4 is not None and not v4_over_v6:
-            peers.append(PeerPlan(tor.name, tor.asn, tor4, a4, (Family.IPV4,)))
+            peers.append(PeerPlan(tor.name, tor.asn, tor4, a4, _V4))
         if a6 is not None and tor6 is not None:
-            fams = both if v4_over_v6 else (Family.IPV6,)
+            fams = both if v4_over_v6 else _V6
             peers.append(PeerPlan(tor.name, tor.asn, tor6, a6, fams,
                                   a6 if v4_over_v6 else None))
         return peers

@@ -160,3 +160,12 @@ def test_block_pool_hands_out_the_first_free_blocks(v6: bool, extra: int, skip_f
     for net in got:
         same(net, ipaddress.ip_network(str(net)))
     assert pool.allocate() is None
+    # the same blocks as ledger text, remembered for parse_net
+    pool = BlockPool([ipaddress.ip_network(p) for p in pools], prefixlen, skip_first=skip_first)
+    for text in claimed:
+        pool.claim(ipaddress.ip_network(text))
+    texts = []
+    while (text := pool.allocate_text()) is not None:
+        texts.append(text)
+        same(parse_net(text), ipaddress.ip_network(text))
+    assert texts == [str(n) for n in got]
