@@ -151,8 +151,8 @@ def test_block_pool_hands_out_the_first_free_blocks(v6: bool, extra: int, skip_f
     expect = naive_blocks(pools, prefixlen, skip_first)
     pool = BlockPool([ipaddress.ip_network(p) for p in pools], prefixlen, skip_first=skip_first)
     claimed = {expect[i] for i in taken if i < len(expect)}
-    for text in claimed:
-        assert pool.claim(ipaddress.ip_network(text))
+    for block in claimed:
+        assert pool.claim(ipaddress.ip_network(block))
     got = []
     while (net := pool.allocate()) is not None:
         got.append(net)
@@ -162,9 +162,9 @@ def test_block_pool_hands_out_the_first_free_blocks(v6: bool, extra: int, skip_f
     assert pool.allocate() is None
     # the same blocks as ledger text, remembered for parse_net
     pool = BlockPool([ipaddress.ip_network(p) for p in pools], prefixlen, skip_first=skip_first)
-    for text in claimed:
-        pool.claim(ipaddress.ip_network(text))
-    texts = []
+    for block in claimed:
+        pool.claim(ipaddress.ip_network(block))
+    texts: list[str] = []
     while (text := pool.allocate_text()) is not None:
         texts.append(text)
         same(parse_net(text), ipaddress.ip_network(text))
