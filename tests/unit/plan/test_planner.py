@@ -6,13 +6,14 @@ import copy
 import json
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flatroute.fabric import parse_fabric
 from flatroute.fabric.model import Fabric
-from flatroute.plan import Ledger, plan
+from flatroute.plan import Ledger, plan, planner
 from flatroute.plan.ledger import expire, ledger_from_doc, ledger_to_doc, ledger_to_json
 from flatroute.plan.model import Behavior, Family
 from flatroute.plan.output import plan_to_json
@@ -140,6 +141,37 @@ def test_replan_reuses_unchanged_node_plans() -> None:
     again = plan(small_fabric([*names, "n9"]), first.ledger, previous=first)
     for name in names:
         assert again.node(name) is first.node(name)
+
+
+def test_plan_pauses_the_cyclic_collector_and_restores_it() -> None:
+    import gc
+
+    f = small_fabric(["a", "b"])
+    seen: list[bool] = []
+    real_run = planner._Planner.run
+
+    def spy(self: planner._Planner) -> Any:
+        seen.append(gc.isenabled())
+        return real_run(self)
+
+    was = gc.isenabled()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(planner._Planner, "run", spy)
+            gc.enable()
+            plan(f)
+            assert gc.isenabled()  # restored
+            gc.disable()
+            plan(f)
+            assert not gc.isenabled()  # a caller's pause (the controller's) is left alone
+            gc.enable()
+            mp.setattr(planner._Planner, "run", lambda _self: 1 // 0)
+            with pytest.raises(ZeroDivisionError):
+                plan(f)
+            assert gc.isenabled()  # restored on an error too
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert seen == [False, False]
 
 
 NAMES = st.lists(st.sampled_from([f"node{i:02d}" for i in range(20)]), min_size=1,
