@@ -328,6 +328,10 @@ class HostPool:
         self.used.add(value)
         return True
 
+    def holds(self, value: int) -> bool:
+        """Whether an address (of this subnet's family) is on the subnet: `in`, in integers."""
+        return self._first <= value <= self._last
+
     def allocate(self) -> int | None:
         last = self._last
         value = self._next

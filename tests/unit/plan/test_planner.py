@@ -174,6 +174,49 @@ def test_plan_pauses_the_cyclic_collector_and_restores_it() -> None:
     assert seen == [False, False]
 
 
+def two_rack_doc() -> dict[str, Any]:
+    tor = {"name": "t1", "asn": 65001, "routerId": "10.0.0.1",
+           "peering": {"ipv4": "10.1.0.1/24", "ipv6": "fd00:1::1/64"}}
+    tor2 = {"name": "t2", "asn": 65002, "routerId": "10.0.0.2",
+            "peering": {"ipv4": "10.2.0.1/24", "ipv6": "fd00:2::1/64"}}
+    return {
+        "apiVersion": "flatroute.dev/v1", "kind": "Fabric", "metadata": {"name": "t"},
+        "spec": {
+            "asn": {"scheme": "per-node", "range": {"start": 65500, "end": 65534}},
+            "pods": {"ipv4BlockSize": 28, "ipv6BlockSize": 124},
+            "sites": [{"name": "s", "pools": {"ipv4": ["10.50.0.0/24"],
+                                              "ipv6": ["fd00:50::/116"]},
+                       "spines": [{"name": "sp", "asn": 65100, "routerId": "10.0.0.9"}],
+                       "racks": [{"name": "r1", "tors": [tor]}, {"name": "r2", "tors": [tor2]}]}],
+            "nodes": [{"name": f"n{i}", "rack": f"r{1 + i % 2}"} for i in range(6)],
+        },
+    }
+
+
+def test_replan_rebuilds_exactly_the_nodes_whose_rack_or_settings_changed() -> None:
+    doc = two_rack_doc()
+    first = plan(parse_fabric(yaml.safe_dump(doc)))
+    # the same fabric parsed again: equal racks, every node plan reused
+    again = plan(parse_fabric(yaml.safe_dump(doc)), first.ledger, previous=first)
+    assert all(again.node(n.name) is n for n in first.nodes)
+    # a rack's ToR changes: that rack's nodes are planned again, the others' plans reused
+    changed = copy.deepcopy(doc)
+    changed["spec"]["sites"][0]["racks"][1]["tors"][0]["asn"] = 65009
+    third = plan(parse_fabric(yaml.safe_dump(changed)), again.ledger, previous=again)
+    for n in first.nodes:
+        assert (third.node(n.name) is n) == (n.rack == "r1")
+        assert third.node(n.name) == n if n.rack == "r1" else (
+            {p.asn for p in third.node(n.name).peers} == {65009})
+    assert third.ledger == first.ledger
+    # a fabric-wide setting changes: every node is planned again
+    v4v6 = copy.deepcopy(changed)
+    v4v6["spec"]["bgp"] = {"ipv4OverIpv6": True}
+    fourth = plan(parse_fabric(yaml.safe_dump(v4v6)), third.ledger, previous=third)
+    assert not any(fourth.node(n.name) is n for n in third.nodes)
+    assert all(len(n.peers) == 1 for n in fourth.nodes)
+    assert fourth.ledger == first.ledger
+
+
 NAMES = st.lists(st.sampled_from([f"node{i:02d}" for i in range(20)]), min_size=1,
                  max_size=12, unique=True)
 
