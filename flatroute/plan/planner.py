@@ -487,7 +487,7 @@ class _Planner:
         reach: dict[str, list[Segment]] = {}  # segments that lead into each site
         if f.srv6.enabled:
             for s in f.sites:
-                reach[s.name] = self._into_site(s, by_site[s.name], gateways[s.name], plans)
+                reach[s.name] = self._into_site(s, by_site[s.name], gateways[s.name])
         out = []
         for s in f.sites:
             segs: list[Segment] = []
@@ -500,8 +500,8 @@ class _Planner:
                                 gateways[s.name], tuple(segs)))
         return tuple(out)
 
-    def _into_site(self, site: Site, nodes: list[NodePlan], gws: tuple[str, ...],
-                   all_plans: list[NodePlan]) -> list[Segment]:
+    def _into_site(self, site: Site, nodes: list[NodePlan],
+                   gws: tuple[str, ...]) -> list[Segment]:
         segs: list[Segment] = []
         d4, d6 = self._decap_behaviors()
         if self.f.srv6.scope is SegmentScope.NODE:
@@ -514,7 +514,7 @@ class _Planner:
             return segs
         if not gws:
             return segs
-        gw = next(p for p in all_plans if p.name == gws[0])
+        gw = next(p for p in nodes if p.name == gws[0])  # the site's own nodes, not all
         sid4, sid6 = gw.sid(d4), gw.sid(d6)
         if sid4 is not None:
             segs += [Segment(p4, (sid4,), gw.name) for p4 in site.ipv4_pools]
