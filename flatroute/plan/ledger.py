@@ -32,7 +32,21 @@ def ledger_to_doc(ledger: Ledger) -> dict[str, Any]:
 
 
 def ledger_to_json(ledger: Ledger) -> str:
-    return json.dumps(ledger_to_doc(ledger), indent=2, sort_keys=True) + "\n"
+    """The ledger as JSON with one line per node and per rack, in name order.
+
+    A line per allocation keeps the file readable and makes `diff` (or git, for those who
+    keep it) show exactly which node got or lost what. Each line comes from the C encoder:
+    at 5,000 nodes `json.dumps(indent=2)`, which is pure Python, took ~0.4 s."""
+    doc = ledger_to_doc(ledger)
+    nodes = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v, sort_keys=True)}"
+                       for k, v in doc["nodes"].items())
+    racks = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in doc["racks"].items())
+    return (f'{{\n  "nodes": {_block(nodes)},\n  "racks": {_block(racks)},\n'
+            f'  "version": {doc["version"]}\n}}\n')
+
+
+def _block(lines: str) -> str:
+    return f"{{\n{lines}\n  }}" if lines else "{}"
 
 
 def ledger_from_doc(doc: Any, source: str = "<ledger>") -> Ledger:

@@ -285,3 +285,15 @@ def test_fast_ipv6_text_is_pythons(value: int) -> None:
     from flatroute.plan.alloc import _v6_text
 
     assert _v6_text(value) == str(ipaddress.IPv6Address(value))
+
+
+def test_ledger_text_has_one_line_per_node_so_a_diff_names_the_node() -> None:
+    names = ["a1", "a2", "a3"]
+    before = ledger_to_json(plan(small_fabric(names)).ledger)
+    after = ledger_to_json(plan(small_fabric([*names, "a4"]),
+                                ledger_from_doc(json.loads(before))).ledger)
+    old, new = ({line.rstrip(",") for line in text.splitlines()} for text in (before, after))
+    assert old - new == set()
+    added = new - old
+    assert len(added) == 1 and added.pop().lstrip().startswith('"a4": {')
+    assert json.loads(after)["nodes"].keys() == {*names, "a4"}
