@@ -7,12 +7,22 @@ import contextlib
 import os
 import tempfile
 
+#: Files flatroute publishes are for other processes (CNI plugin, bfdd, operators) to read.
+PUBLIC = 0o644
+#: Files holding secrets (the ExaBGP config with MD5 passwords) stay the owner's.
+PRIVATE = 0o600
 
-def write_atomic(path: str, text: str) -> bool:
-    """Write text to path via a temporary file and rename; return False if unchanged."""
+
+def write_atomic(path: str, text: str, mode: int = PUBLIC) -> bool:
+    """Write text to path via a temporary file and rename; return False if unchanged.
+
+    The file gets `mode` whatever the umask (mkstemp alone would leave every file 0600), and
+    an unchanged file whose mode differs is put right without being rewritten."""
     try:
         with open(path, encoding="utf-8") as fh:
             if fh.read() == text:
+                if os.stat(fh.fileno()).st_mode & 0o7777 != mode:
+                    os.chmod(fh.fileno(), mode)
                 return False
     except OSError:
         pass
@@ -21,6 +31,7 @@ def write_atomic(path: str, text: str) -> bool:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fd, mode)
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

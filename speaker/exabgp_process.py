@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flatroute.errors import AdapterError
-from flatroute.files import write_atomic
+from flatroute.files import PRIVATE, write_atomic
 from speaker.exabgp_config import Paths
 from speaker.exabgp_json import Ack, Event, parse_line
 
@@ -77,7 +77,7 @@ class ExaBGP:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, config: str, env: str) -> None:
         os.makedirs(self.paths.run_dir, exist_ok=True)
-        write_atomic(self.paths.config, config)
+        write_atomic(self.paths.config, config, PRIVATE)  # MD5 passwords
         write_atomic(self.paths.env, env)
         self._clean_stale_pid()
         self._listen()
