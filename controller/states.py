@@ -42,7 +42,7 @@ from flatroute.nodestate import (
     routes_doc,
     spec_doc,
 )
-from flatroute.plan.alloc import _v6_text as v6_text
+from flatroute.plan.alloc import v6_text
 from flatroute.plan.model import NodePlan, Plan, Segment, SitePlan
 
 

@@ -151,7 +151,7 @@ def _v4_text(value: int) -> str:
     return socket.inet_ntoa(value.to_bytes(4, "big"))
 
 
-def _v6_text(value: int) -> str:
+def v6_text(value: int) -> str:
     # The C formatter: RFC 5952 text like ipaddress's str(), at a tenth of the cost. It
     # writes IPv4-compatible and -mapped addresses with a dotted quad; leave those to Python.
     if value >> 32 in (0, 0xFFFF):
@@ -163,7 +163,7 @@ def net_text(net: Net) -> str:
     """The ledger's text for an allocated prefix, remembered for parse_net."""
     start = int(net.network_address)
     text = (f"{_v4_text(start)}/{net.prefixlen}" if net.version == 4
-            else f"{_v6_text(start)}/{net.prefixlen}")
+            else f"{v6_text(start)}/{net.prefixlen}")
     if len(_NETS) < 1_000_000:
         _NETS[text] = net
     return text
@@ -183,7 +183,7 @@ def parse_addr(text: str) -> Addr:
 
 def addr_text(value: int, version: int) -> str:
     """The ledger's text for an allocated host address, remembered for parse_addr."""
-    text = _v4_text(value) if version == 4 else _v6_text(value)
+    text = _v4_text(value) if version == 4 else v6_text(value)
     _ADDRS[text] = address(value, version)
     return text
 
@@ -243,7 +243,7 @@ class BlockPool:
         start = self._take()
         if start is None:
             return None
-        text = f"{_v4_text(start) if self.version == 4 else _v6_text(start)}/{self.prefixlen}"
+        text = f"{_v4_text(start) if self.version == 4 else v6_text(start)}/{self.prefixlen}"
         if len(_NETS) < 1_000_000:
             _NETS[text] = network(start, self.prefixlen, self.version)
         return text

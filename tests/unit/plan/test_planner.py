@@ -282,9 +282,9 @@ def test_empty_ledger_and_bad_ledger() -> None:
 def test_fast_ipv6_text_is_pythons(value: int) -> None:
     import ipaddress
 
-    from flatroute.plan.alloc import _v6_text
+    from flatroute.plan.alloc import v6_text
 
-    assert _v6_text(value) == str(ipaddress.IPv6Address(value))
+    assert v6_text(value) == str(ipaddress.IPv6Address(value))
 
 
 def test_ledger_text_has_one_line_per_node_so_a_diff_names_the_node() -> None:
