@@ -50,6 +50,9 @@ def reason_words(reason: str, *, md5: bool, ever_connected: bool) -> str:
     return reason or "session went down"
 
 
+BFD_DOWN = "BFD down: the peer stopped answering (sub-second detection)"
+
+
 @dataclass(slots=True)
 class Session:
     peer: str  # address
@@ -176,5 +179,7 @@ class Sessions:
                 return False
             s.bfd = state
             if state == "down" and s.state == "established":
-                s.last_error = "BFD down: the peer stopped answering (sub-second detection)"
+                s.last_error = BFD_DOWN
+            elif s.last_error == BFD_DOWN:  # BFD recovered under a session that stayed up
+                s.last_error = None
             return True

@@ -234,3 +234,18 @@ def test_bfd_render_and_parse() -> None:
                            '{"peer": "10.1.2.1", "status": "down"}]') == {
         "10.1.1.1": "up", "10.1.2.1": "down"}
     assert bfd.parse_peers("nonsense") == {}
+
+
+def test_bfd_down_error_clears_when_bfd_recovers_under_an_established_session() -> None:
+    s = Sessions()
+    s.configure({"10.1.1.1": ("tor1", False)}, 64512)
+    s.handle(StateEvent("10.1.1.1", "up"))
+    s.set_bfd("10.1.1.1", "down")
+    assert s.snapshot()[0].last_error.startswith("BFD down")
+    s.set_bfd("10.1.1.1", "up")
+    assert s.snapshot()[0].last_error is None
+    s.handle(StateEvent("10.1.1.1", "down", "hold timer expired"))
+    s.set_bfd("10.1.1.1", "down")
+    s.set_bfd("10.1.1.1", "up")  # a BGP error is not BFD's to clear
+    assert s.snapshot()[0].last_error == reason_words("hold timer expired", md5=False,
+                                                                ever_connected=True)
