@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import ipaddress
-import itertools
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, cast
@@ -482,10 +481,18 @@ class _FabricParser:
         for path, net in nets:
             by_family[net.version].append((path, net))
         for family in by_family.values():
-            family.sort(key=lambda x: (int(x[1].network_address), -x[1].prefixlen))
-            for (pa, na), (pb, nb) in itertools.pairwise(family):
-                if na.overlaps(nb):
+            # Prefixes either nest or are disjoint: sweep in address order, keeping the chain
+            # of prefixes that contain the current address, so every overlapping pair is
+            # reported (not only neighbours in the sort order).
+            family.sort(key=lambda x: (int(x[1].network_address), x[1].prefixlen))
+            open_: list[tuple[str, Net]] = []
+            for pb, nb in family:
+                start = int(nb.network_address)
+                while open_ and int(open_[-1][1].broadcast_address) < start:
+                    open_.pop()
+                for pa, na in open_:
                     self.r.error(pb, f"overlaps {na} at {pa}", str(nb))
+                open_.append((pb, nb))
 
     def _check_sizes(self, f: Fabric) -> None:
         pods = f.pods

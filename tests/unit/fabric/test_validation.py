@@ -167,3 +167,16 @@ def test_three_tors_rejected() -> None:
 
     errs = errors_of(three)
     assert any("spec.sites[0].racks[0].tors" in e and "at most two" in e for e in errs)
+
+
+def test_every_overlapping_pair_is_reported_not_only_neighbours() -> None:
+    # osaka's one pool holds two of tokyo's: sorted, the second is not next to osaka's pool
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["spec"]["sites"][0]["pools"]["ipv4"] = ["10.250.0.0/24", "10.250.1.0/24"]
+        doc["spec"]["sites"][1]["pools"]["ipv4"] = ["10.250.0.0/16"]
+
+    errs = [e for e in errors_of(mutate) if "overlaps" in e]
+    assert len(errs) == 2, errs  # and the two disjoint /24s are not said to overlap
+    assert all("overlaps 10.250.0.0/16 at spec.sites[1].pools.ipv4[0]" in e for e in errs)
+    assert any("spec.sites[0].pools.ipv4[0]" in e for e in errs)
+    assert any("spec.sites[0].pools.ipv4[1]" in e for e in errs)
