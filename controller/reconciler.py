@@ -112,7 +112,7 @@ class Reconciler:
             self.log.info("allocations_released", node=name,
                           grace_seconds=self.release_grace)
         # The ledger is durable before any document that uses its allocations is published.
-        # Serialising it costs ~0.5 s at 5,000 nodes: skip that when nothing was allocated,
+        # Serialising it costs ~0.07 s at 5,000 nodes: skip that when nothing was allocated,
         # retired or freed since it was last saved (comparing entries costs milliseconds).
         if not self._ledger_saved or result.ledger != self.ledger:
             save_ledger(self.ledger_path, result.ledger)
