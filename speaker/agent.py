@@ -31,7 +31,7 @@ from flatroute.files import write_atomic
 from flatroute.logging import get_logger
 from flatroute.nodefile import NodeFile
 from flatroute.nodestate import NodeState
-from speaker import announce, exabgp_config, reconcile
+from speaker import announce, exabgp_config, ndisc, reconcile, unnumbered
 from speaker.announce import Announcement
 from speaker.bfd import Bfdd
 from speaker.exabgp_json import Event, Shutdown
@@ -51,6 +51,12 @@ DEFAULT_STATE_DIR = "/var/lib/flatroute"
 #: from before the restart may be dropped; and without End-of-RIB (a peer that sends none)
 SETTLE_AFTER_EOR = 2.0
 SETTLE_WITHOUT_EOR = 5.0
+#: unnumbered uplinks: how long to wait for a router advertisement, and how often to look
+#: again while the ToR's link-local address is unknown or its session stays down
+DISCOVERY_WAIT = 1.0
+DISCOVERY_RETRY = 10.0
+#: how often we advertise ourselves on unnumbered uplinks (FRR's ToR side: every 10 s too)
+ADVERTISE_EVERY = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +166,11 @@ class Agent:
         self.stopping = threading.Event()
         self.metrics = Metrics(opts.node)
         self.desired: Desired | None = None
+        #: `desired` with unnumbered peers resolved to link-local sessions: what is applied
+        self.resolved: Desired | None = None
+        self.links: dict[str, unnumbered.LinkAddresses] = {}
+        self.discovered_at: dict[str, float] = {}
+        self.advertised_at: dict[str, float] = {}
         self.report = _Report()
         pipename = "flatroute-" + hashlib.sha256(opts.run_dir.encode()).hexdigest()[:10]
         self.paths = exabgp_config.Paths(opts.run_dir, pipename)
@@ -258,9 +269,10 @@ class Agent:
         self.desired = new
         return None
 
-    def _reconcile(self, d: Desired) -> list[str]:
+    def _reconcile(self, wanted: Desired) -> list[str]:
+        d, errors = self._resolve(wanted)
+        self.resolved = d
         st = d.state
-        errors: list[str] = []
         if self.static_done != d.generation:
             errors += self._apply_node_settings(st)
             self.static_done = d.generation if not errors else ""
@@ -279,6 +291,44 @@ class Agent:
         return errors
 
     # -- pieces --------------------------------------------------------------------------------
+    def _resolve(self, d: Desired) -> tuple[Desired, list[str]]:
+        """Address-less peers (unnumbered uplinks) as link-local sessions, where known."""
+        devs = unnumbered.unnumbered_uplinks(d.state)
+        if not devs:
+            return d, []
+        errors: list[str] = []
+        now = time.monotonic()
+        by_peer = {s.peer: s for s in self.sessions.snapshot()}
+        for dev in devs:
+            # The ToR resolves its interface peer from our advertisements: without them it
+            # refuses our connections.
+            if now - self.advertised_at.get(dev, -ADVERTISE_EVERY) >= ADVERTISE_EVERY:
+                try:
+                    if ndisc.advertise(dev):
+                        self.advertised_at[dev] = now
+                except AdapterError as exc:
+                    errors.append(str(exc))
+            known = self.links.get(dev)
+            router = known.router if known is not None else None
+            session = by_peer.get(str(router))
+            lost = session is not None and session.state != "established" \
+                and time.time() - session.since > max(d.state.bgp.hold_time, DISCOVERY_RETRY)
+            if (router is None or lost) \
+                    and now - self.discovered_at.get(dev, -DISCOVERY_RETRY) >= DISCOVERY_RETRY:
+                self.discovered_at[dev] = now
+                try:
+                    found = ndisc.find_router(dev, DISCOVERY_WAIT)
+                except AdapterError as exc:
+                    errors.append(str(exc))
+                    found = None
+                if found is not None and found != router:
+                    self.log.info("tor_link_local_found", uplink=dev, address=str(found),
+                                  previous=str(router) if router else None)
+                    router = found
+            self.links[dev] = unnumbered.LinkAddresses(router, self.kernel.link_local(dev))
+        resolved, problems = unnumbered.resolve(d.state, self.links)
+        return Desired(resolved, d.generation, d.md5), errors + problems
+
     def _apply_node_settings(self, st: NodeState) -> list[str]:
         errors: list[str] = []
         k = self.kernel
@@ -377,14 +427,17 @@ class Agent:
             return []
         if not self.bfdd.available():
             return ["BFD is configured but FRR bfdd/vtysh are not installed"]
-        self.bfdd.start(st)
+        try:
+            self.bfdd.start(st)
+        except AdapterError as exc:
+            return [str(exc)]
         for peer, state in self.bfdd.poll(str(p.address) for p in st.peers).items():
             if self.sessions.set_bfd(peer, state):
                 self.log.info("bfd_state", peer=peer, state=state)
         return [self.bfdd.error] if self.bfdd.error else []
 
     def _all_settled(self) -> bool:
-        d = self.desired
+        d = self.resolved
         if d is None:
             return True
         return all(str(p.address) in self.settled for p in d.state.peers) or \

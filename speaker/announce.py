@@ -42,7 +42,8 @@ def next_hop_for(peer: PeerSpec, prefix: Prefix, state: NodeState) -> str | None
     if Family.IPV6 not in peer.families:
         return None
     if isinstance(peer.address, IPv6Address):
-        return str(peer.local_address) if peer.local_address is not None else SELF
+        own = peer.local_address or peer.ipv6_next_hop  # unnumbered: our link-local
+        return str(own) if own is not None else SELF
     nh = peer.ipv6_next_hop or _uplink_v6(state, peer.name)
     return str(nh) if nh is not None else None
 
@@ -83,6 +84,7 @@ def validate(state: NodeState, source: str) -> None:
     """Reject what the speaker cannot apply, before anything is applied."""
     errors = []
     tors = {u.tor for u in state.uplinks}
+    unnumbered = {u.tor for u in state.uplinks if u.unnumbered}
     seen: set[str] = set()
     for i, p in enumerate(state.peers):
         path = f"spec.peers[{i}]"
@@ -90,8 +92,9 @@ def validate(state: NodeState, source: str) -> None:
             errors.append(field_error(source, path + ".name",
                                       "unknown peer: no uplink toward this ToR", p.name))
         if p.address is None:
-            errors.append(field_error(source, path + ".address",
-                                      "unnumbered peers are not supported by the speaker yet"))
+            if p.name not in unnumbered:
+                errors.append(field_error(source, path + ".address", "a peer without an "
+                                          "address needs an unnumbered uplink toward its ToR"))
         elif str(p.address) in seen:
             errors.append(field_error(source, path + ".address", "duplicate peer address",
                                       str(p.address)))

@@ -3,6 +3,12 @@
 bfdd runs with its own config, vty socket directory and pid file inside the speaker's run
 directory (nothing global). Peers are configured in its config file; state is read with
 `vtysh --vty_socket DIR -c 'show bfd peers json'`.
+
+Sessions to link-local peers (unnumbered uplinks) need bfdd to know the interfaces, which it
+learns from zebra only: without it such a session never leaves Init (seen in the lab). So when
+any peer is link-local, a zebra with an empty configuration runs beside bfdd, on bfdd's private
+zserv socket. It installs nothing (no daemon gives it routes) and its vty is a unix socket in
+the same directory.
 """
 
 from __future__ import annotations
@@ -15,10 +21,16 @@ import signal
 import subprocess
 from collections.abc import Iterable
 
+from flatroute.errors import AdapterError
 from flatroute.files import write_atomic
 from flatroute.nodestate import NodeState
 
 BFDD = "/usr/lib/frr/bfdd"
+ZEBRA = "/usr/lib/frr/zebra"
+
+
+def needs_zebra(state: NodeState) -> bool:
+    return any(p.interface for p in state.peers if p.address is not None)
 
 
 def render(state: NodeState) -> str:
@@ -27,7 +39,12 @@ def render(state: NodeState) -> str:
     for p in state.peers:
         if p.address is None:
             continue
-        local = f" local-address {p.local_address}" if p.local_address else ""
+        # A link-local peer is only known on its link, and bfdd tells sessions apart by
+        # (peer, local address, interface): name all three.
+        own = p.local_address or (p.ipv6_next_hop if p.interface else None)
+        local = f" local-address {own}" if own else ""
+        if p.interface:
+            local += f" interface {p.interface}"
         out += [f" peer {p.address}{local}",
                 f"  receive-interval {b.bfd_min_rx_ms}",
                 f"  transmit-interval {b.bfd_min_tx_ms}",
@@ -55,6 +72,8 @@ class Bfdd:
         self.dir = os.path.join(run_dir, "bfdd")
         self.conf = os.path.join(self.dir, "bfdd.conf")
         self.pid_file = os.path.join(self.dir, "bfdd.pid")
+        self.zserv = os.path.join(self.dir, "zserv.api")
+        self.zebra_pid_file = os.path.join(self.dir, "zebra.pid")
         self.pid: int | None = None
         self.log = log
         self.error: str | None = None
@@ -74,6 +93,10 @@ class Bfdd:
         changed = write_atomic(self.conf, render(state))
         with contextlib.suppress(Exception):
             shutil.chown(self.conf, "frr", "frr")
+        if needs_zebra(state):
+            self._start_zebra()
+        else:
+            self._stop_zebra()
         running = self._running_pid()
         if running and not changed:
             self.pid = running
@@ -84,18 +107,42 @@ class Bfdd:
         with contextlib.suppress(OSError):
             os.unlink(self.pid_file)
         proc = subprocess.Popen(
-            [BFDD, "-f", self.conf, "--vty_socket", self.dir, "-z",
-             os.path.join(self.dir, "zserv.api"), "-P", "0", "-i", self.pid_file],
+            [BFDD, "-f", self.conf, "--vty_socket", self.dir, "-z", self.zserv, "-P", "0",
+             "-i", self.pid_file],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         self.pid = proc.pid
 
-    def _running_pid(self) -> int | None:
+    def _start_zebra(self) -> None:
+        """zebra for bfdd's interface knowledge; adopted across speaker restarts like bfdd."""
+        if self._running_pid(self.zebra_pid_file, self.zserv):
+            return
+        if not os.path.exists(ZEBRA):
+            raise AdapterError(f"BFD to link-local peers needs FRR's zebra ({ZEBRA}) beside "
+                               "bfdd, and it is not installed")
+        with contextlib.suppress(OSError):
+            os.unlink(self.zebra_pid_file)
+        subprocess.Popen(
+            [ZEBRA, "-f", "/dev/null", "--vty_socket", self.dir, "-z", self.zserv, "-P", "0",
+             "-i", self.zebra_pid_file],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+
+    def _stop_zebra(self) -> None:
+        pid = self._running_pid(self.zebra_pid_file, self.zserv)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+
+    def _running_pid(self, pid_file: str | None = None, marker: str | None = None
+                     ) -> int | None:
+        """The pid in `pid_file` (bfdd's by default) if that process runs with `marker` (our
+        config or zserv path) on its command line: never someone else's daemon."""
         try:
-            with open(self.pid_file, encoding="ascii") as fh:
+            with open(pid_file or self.pid_file, encoding="ascii") as fh:
                 pid = int(fh.read().strip())
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                if self.conf.encode() in fh.read():
+                if (marker or self.conf).encode() in fh.read():
                     return pid
         except (OSError, ValueError):
             pass
@@ -125,3 +172,4 @@ class Bfdd:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         self.pid = None
+        self._stop_zebra()

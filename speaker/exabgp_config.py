@@ -120,6 +120,8 @@ def render_config(state: NodeState, process_cmd: Sequence[str], *,
         ]
         if peer.local_address is not None:
             out.append(f"\tlocal-address {peer.local_address};")
+        if peer.interface is not None:  # link-local peer: the kernel needs the link named
+            out.append(f"\tsource-interface {peer.interface};")
         out += [
             f"\tlocal-as {state.asn};",
             f"\tpeer-as {peer.asn};",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import subprocess
 import threading
 from collections.abc import Iterable, Sequence
@@ -58,6 +59,11 @@ class KernelAdapter(Protocol):
     def set_sysctl(self, key: str, value: str) -> str | None: ...
     def tunsrc(self) -> IPv6Address | None: ...
     def set_tunsrc(self, addr: IPv6Address) -> None: ...
+    def link_local(self, name: str) -> IPv6Address | None: ...
+
+
+#: IFA_F_TENTATIVE | IFA_F_DADFAILED: an address the kernel will not send from
+_UNUSABLE = 0x40 | 0x08
 
 
 def _describe(err: int) -> str:
@@ -224,6 +230,24 @@ class Kernel:
         if "addr" in words and words.index("addr") + 1 < len(words):
             addr = IPv6Address(words[words.index("addr") + 1])
             return None if addr == IPv6Address("::") else addr
+        return None
+
+    def link_local(self, name: str) -> IPv6Address | None:
+        """The interface's usable IPv6 link-local address (not tentative, not failed DAD)."""
+        with self._lock:
+            ipr = self._pyroute2()
+            idx = ipr.link_lookup(ifname=name)
+            if not idx:
+                return None
+            try:
+                addrs = ipr.get_addr(family=socket.AF_INET6, index=idx[0])
+            except Exception:  # pyroute2 raises its own NetlinkError types
+                return None
+        for a in addrs:
+            text = a.get_attr("IFA_ADDRESS")
+            flags = a.get_attr("IFA_FLAGS") or a["flags"]
+            if text and IPv6Address(text).is_link_local and not flags & _UNUSABLE:
+                return IPv6Address(text)
         return None
 
     def set_tunsrc(self, addr: IPv6Address) -> None:
