@@ -74,7 +74,7 @@ def assert_gone(lab: Lab) -> None:
     assert str(LAB_ROOT / lab.prefix) not in ps
 
 
-@pytest.mark.parametrize("fabric", ["single-rack.yaml", "two-site.yaml"])
+@pytest.mark.parametrize("fabric", ["single-rack.yaml", "two-site.yaml", "unnumbered.yaml"])
 def test_up_test_down(lab_factory: list[Lab], fabric: str) -> None:
     lab = Lab(fabric)
     lab_factory.append(lab)
@@ -95,7 +95,16 @@ def test_up_test_down(lab_factory: list[Lab], fabric: str) -> None:
     assert status.returncode == 0, status.stderr
     assert "sessions" in status.stdout
     assert "PODS" in status.stdout
-    tor = "r1-tor" if fabric == "single-rack.yaml" else "tk-r1-a"
+    if fabric == "unnumbered.yaml":
+        # No addresses on the node links: sessions over link-local addresses found by router
+        # discovery, IPv4 routes through IPv6 next hops, ECMP across both ToRs.
+        default = lab.exec("node1", "ip", "route", "show", "default").stdout
+        assert sorted(re.findall(r"nexthop via inet6 fe80::\S+ dev (r1-[ab])", default)) == [
+            "r1-a", "r1-b"], default
+        tor_routes = lab.exec("r1-a", "ip", "route").stdout
+        assert re.search(r"^10\.244\.0\.0/26 .*via inet6 fe80::\S+ dev node1 proto bgp",
+                         tor_routes, re.M), tor_routes
+    tor = {"single-rack.yaml": "r1-tor", "two-site.yaml": "tk-r1-a"}.get(fabric, "r1-a")
     show = lab.exec(tor, "vtysh", "-c", "show bgp summary")
     assert show.returncode == 0
     assert "Established" in show.stdout or "Up/Down" in show.stdout

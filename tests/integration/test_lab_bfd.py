@@ -98,3 +98,44 @@ def test_bfd_drops_the_next_hop_before_bgp_notices_and_metrics_say_so(lab: Lab) 
             os.kill(pid, signal.SIGCONT)
     wait_for("r1-leaf1 back in the default route",
              lambda: "r1-leaf1" in default_route(lab, "r1-n1"), timeout=30)
+
+
+@pytest.fixture
+def unnumbered_lab() -> Iterator[Lab]:
+    need_root()
+    need_tool("/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "/usr/lib/frr/zebra", "vtysh")
+    lab = Lab("unnumbered.yaml", pods=1)
+    try:
+        r = lab.up()
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield lab
+    finally:
+        lab.run("down")
+
+
+def test_bfd_on_link_local_sessions_of_unnumbered_uplinks(unnumbered_lab: Lab) -> None:
+    """The same guarantee without a single configured address on the node links: bfdd (with
+    the zebra it needs for link-local peers) runs on the sessions found by router discovery."""
+    lab = unnumbered_lab
+    wait_for("BFD up toward both ToRs", lambda: all(
+        s["bfd"] == "up" for s in speaker_status(lab, "node1").values()))
+    sessions = speaker_status(lab, "node1")
+    assert sorted(sessions) == ["r1-a", "r1-b"]
+    assert all(str(s["peer"]).startswith("fe80::") for s in sessions.values())
+    assert "dev r1-a" in default_route(lab, "node1")
+    frozen = frr_pids(lab, "r1-a", "bgpd", "bfdd")
+    assert len(frozen) == 2
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for("r1-a's next hop to leave the default route",
+                 lambda: "dev r1-a" not in default_route(lab, "node1"))
+        sessions = speaker_status(lab, "node1")
+        assert sessions["r1-a"]["bfd"] == "down"
+        assert sessions["r1-a"]["state"] == "established"  # BGP has not noticed yet
+        assert "dev r1-b" in default_route(lab, "node1")
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    wait_for("r1-a back in the default route",
+             lambda: "dev r1-a" in default_route(lab, "node1"), timeout=30)

@@ -13,7 +13,7 @@ GOLDEN = golden_files()
 
 
 def test_every_example_is_rendered_for_every_platform() -> None:
-    assert set(GOLDEN) >= {"single-rack", "leaf-spine", "two-site"}
+    assert set(GOLDEN) >= {"single-rack", "leaf-spine", "two-site", "unnumbered"}
     for files in GOLDEN.values():
         assert {f.platform for f in files} == set(PLATFORMS)
 
