@@ -46,6 +46,9 @@ RTM_GETADDR = 22
 RTM_NEWROUTE = 24
 RTM_DELROUTE = 25
 RTM_GETROUTE = 26
+RTM_NEWNEIGH = 28
+NDA_DST, NDA_LLADDR = 1, 2
+NUD_PERMANENT = 0x80
 
 IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
@@ -288,6 +291,16 @@ def req_route(family: int, dst: bytes, dst_len: int, oif: int, protocol: int,
     if delete:
         return RTM_DELROUTE, 0, body, "delete route"
     return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, "add route"
+
+
+def req_neigh(family: int, dst: bytes, lladdr: bytes, index: int
+              ) -> tuple[int, int, bytes, str]:
+    """A permanent neighbour entry (`ip neigh replace DST lladdr MAC nud permanent`)."""
+    # struct ndmsg: family, 3 pad bytes, ifindex, state, flags, type (RTN_UNICAST)
+    body = bytes([family, 0, 0, 0]) + index.to_bytes(4, _BO, signed=True) \
+        + NUD_PERMANENT.to_bytes(2, _BO) + bytes([0, 1]) \
+        + attr(NDA_DST, dst) + attr(NDA_LLADDR, lladdr)
+    return RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body, f"add neighbour on link {index}"
 
 
 # --- parsed views ------------------------------------------------------------------------------

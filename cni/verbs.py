@@ -239,6 +239,14 @@ def _add(env: Env, conf: NetConf, host: str, undo: list[Callable[[], object]],
         for version, value in addresses:
             reqs.append(nl.req_addr(addr.family(version), addr.packed(version, value),
                                     addr.BITS[version], pidx))
+        if any(v == addr.V4 for v, _ in addresses):
+            # The IPv4 gateway is answered in the pod itself: a permanent entry for the host
+            # end's MAC. Proxy ARP on the host end (kept, for pods that flush their table)
+            # answers only while the node has a route toward the gateway address, i.e. not
+            # before its default route is learned over BGP: pods on one node could not even
+            # reach each other until then.
+            reqs.append(nl.req_neigh(addr.family(addr.V4), addr.packed(*gw[addr.V4]),
+                                     bytes.fromhex(hlink.mac.replace(":", "")), pidx))
         for version, _value in addresses:
             reqs.append(nl.req_route(addr.family(version), b"", 0, pidx, pl.protocol,
                                      gateway=addr.packed(*gw[version]),

@@ -91,3 +91,24 @@ def sh_out(pod: str, *cmd: str) -> str:
     from tests.netns_util import sh
 
     return sh(*cmd, ns=pod).stdout.strip()
+
+
+def test_pods_reach_each_other_before_the_node_has_any_default_route(node: Node) -> None:
+    """A node whose default route comes over BGP has none until its sessions are up (and BFD
+    too): proxy ARP alone then leaves the pods' IPv4 gateway unanswered, even toward a pod on
+    the same node. The pod answers its gateway itself, from a permanent neighbour entry."""
+    from tests.netns_util import sh
+
+    sh("ip", "route", "del", "default", ns=node.name)
+    conf = node.conf()
+    pod_a, pod_b = node.pod(), node.pod()
+    res_a = node.ok("ADD", conf, cid="na", pod=pod_a)
+    res_b = node.ok("ADD", conf, cid="nb", pod=pod_b)
+    assert res_a is not None and res_b is not None
+    host_mac = res_a["interfaces"][0]["mac"]
+    neigh = sh_out(pod_a, "ip", "neigh", "show", "169.254.1.1", "dev", "eth0")
+    assert neigh == f"169.254.1.1 lladdr {host_mac} PERMANENT", neigh
+    b4 = next(ip["address"] for ip in res_b["ips"] if "." in ip["address"]).split("/")[0]
+    assert ping(pod_a, b4)
+    node.ok("DEL", conf, cid="na", pod=pod_a)
+    node.ok("DEL", conf, cid="nb", pod=pod_b)
