@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterable
 
 from flatroute.errors import AdapterError
@@ -27,6 +28,7 @@ from flatroute.nodestate import NodeState
 
 BFDD = "/usr/lib/frr/bfdd"
 ZEBRA = "/usr/lib/frr/zebra"
+ZEBRA_START_WAIT = 3.0
 
 
 def needs_zebra(state: NodeState) -> bool:
@@ -122,11 +124,18 @@ class Bfdd:
                                "bfdd, and it is not installed")
         with contextlib.suppress(OSError):
             os.unlink(self.zebra_pid_file)
+        with contextlib.suppress(OSError):
+            os.unlink(self.zserv)
         subprocess.Popen(
             [ZEBRA, "-f", "/dev/null", "--vty_socket", self.dir, "-z", self.zserv, "-P", "0",
              "-i", self.zebra_pid_file],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
+        # bfdd started before zebra listens retries its connection only after ~10 s: wait for
+        # the socket (zebra makes it within a fraction of a second) rather than lose that.
+        deadline = time.monotonic() + ZEBRA_START_WAIT
+        while not os.path.exists(self.zserv) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def _stop_zebra(self) -> None:
         pid = self._running_pid(self.zebra_pid_file, self.zserv)

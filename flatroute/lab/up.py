@@ -189,8 +189,35 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
         record = pods.add(pod, topo, directory)
         state.pods.append(record)
         state.save()
-    say("[6/6] converging: waiting for every node's routes on its ToRs")
+    say("[6/6] converging: waiting for every node's routes on its ToRs, and its sessions "
+        "usable")
     _wait_routes(topo, the_plan, directory)
+    _wait_speakers(the_plan, state_dir)
+
+
+def _wait_speakers(the_plan: Plan, state_dir: Path, timeout: float = 30) -> None:
+    """Every speaker reports each of its sessions established and, with BFD, BFD up: only
+    then does it install the paths learned on them (the ToRs having our routes is half of it).
+    """
+    deadline = time.monotonic() + timeout
+    pending: list[str] = []
+    while time.monotonic() < deadline:
+        pending = []
+        for n in the_plan.nodes:
+            try:
+                doc = json.loads((state_dir / "status" / f"{n.name}.json").read_text())
+                sessions = list(doc.get("sessions") or [])
+            except (OSError, ValueError):
+                pending.append(f"{n.name}: no status yet")
+                continue
+            usable = [x for x in sessions if x.get("state") == "established"
+                      and (x.get("bfd") == "up" or not the_plan.bgp.bfd)]
+            if len(usable) < len(n.peers):
+                pending.append(f"{n.name}: {len(usable)}/{len(n.peers)} sessions usable")
+        if not pending:
+            return
+        time.sleep(0.2)
+    raise LabError("speakers did not converge: " + "; ".join(pending[:8]))
 
 
 def _fault_point(step: str) -> None:
