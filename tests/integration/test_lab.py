@@ -101,6 +101,8 @@ def test_up_test_down(lab_factory: list[Lab], fabric: str) -> None:
         default = lab.exec("node1", "ip", "route", "show", "default").stdout
         assert sorted(re.findall(r"nexthop via inet6 fe80::\S+ dev (r1-[ab])", default)) == [
             "r1-a", "r1-b"], default
+        nbr = lab.exec("r1-a", "vtysh", "-c", "show bgp neighbors node1").stdout
+        assert "BGP state = Established" in nbr and "Peer Authentication Enabled" in nbr, nbr
         tor_routes = lab.exec("r1-a", "ip", "route").stdout
         assert re.search(r"^10\.244\.0\.0/26 .*via inet6 fe80::\S+ dev node1 proto bgp",
                          tor_routes, re.M), tor_routes
