@@ -222,7 +222,7 @@ class _FabricParser:
         m = r.mapping(
             raw, p,
             {"enabled", "encapMode", "decapIpv4", "decapIpv6", "scope", "locatorLength",
-             "policies"},
+             "policies", "underlayMtu"},
         )
         enc = r.get(m, "encapMode", p, r.choice([x.value for x in EncapMode]), default="encap")
         d4 = r.get(m, "decapIpv4", p, r.choice([x.value for x in Decap4]), default="End.DX4")
@@ -240,6 +240,7 @@ class _FabricParser:
             SegmentScope(scope or "node"),
             r.get(m, "locatorLength", p, r.int_in(16, 112), default=64) or 64,
             policies,
+            r.get(m, "underlayMtu", p, r.int_in(1280, 9216), default=1500) or 1500,
         )
 
     def _policy(self, raw: Any, p: str) -> Srv6Policy | None:
@@ -597,6 +598,7 @@ class _FabricParser:
                 if not any(n.role is NodeRole.GATEWAY and n.rack in racks for n in f.nodes):
                     self.r.error(f"spec.sites[{si}]", "SRv6 scope 'site' needs at least one "
                                  "node with role: gateway in every site", s.name)
+        self._check_mtu(f)
         names = {n.name for n in f.nodes} | set(f.routers())
         sites = {s.name for s in f.sites}
         for pi, pol in enumerate(f.srv6.policies):
@@ -608,6 +610,31 @@ class _FabricParser:
             for wi, wp in enumerate(pol.waypoints):
                 if wp not in names:
                     self.r.error(f"{p}.waypoints[{wi}]", "names no router or node", wp)
+
+
+    def _check_mtu(self, f: Fabric) -> None:
+        """A pod packet must still fit the underlay once encapsulated: one that does not is
+        dropped without an ICMP error (measured in the lab), a silent black hole for every
+        full-size packet between sites."""
+        if len(f.sites) < 2 and not f.srv6.policies:
+            return  # nothing is encapsulated
+        segments = 1 + max((sum(len(pol.waypoints) for pol in f.srv6.policies
+                                if pol.from_site in (None, s.name)) for s in f.sites), default=0)
+        overhead = encap_overhead(f.srv6.encap_mode, segments)
+        if f.pods.mtu + overhead > f.srv6.underlay_mtu:
+            self.r.error("spec.pods.mtu", f"{f.pods.mtu} + {overhead} bytes of SRv6 "
+                         f"encapsulation ({f.srv6.encap_mode.value}, up to {segments} "
+                         f"segment{'s' if segments > 1 else ''}) exceeds spec.srv6.underlayMtu "
+                         f"{f.srv6.underlay_mtu}: cross-site packets that size would be dropped "
+                         f"silently; use at most {f.srv6.underlay_mtu - overhead} or raise "
+                         "underlayMtu", str(f.pods.mtu))
+
+
+def encap_overhead(mode: EncapMode, segments: int) -> int:
+    """Bytes SRv6 adds to a packet: the outer IPv6 header, and an SRH (8 bytes + 16 per
+    segment it lists) unless H.Encaps.Red carries a single segment in the outer header."""
+    listed = segments - 1 if mode is EncapMode.ENCAP_RED else segments
+    return 40 + (8 + 16 * listed if listed > 0 else 0)
 
 
 def _within(a: Net, b: Net) -> bool:

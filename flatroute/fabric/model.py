@@ -134,6 +134,8 @@ class Srv6Options:
     scope: SegmentScope = SegmentScope.NODE
     locator_length: int = 64
     policies: tuple[Srv6Policy, ...] = ()
+    #: the smallest MTU on the paths encapsulated packets take (uplinks, ToRs, spines, WAN)
+    underlay_mtu: int = 1500
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,6 +168,7 @@ def fabric_config_spec() -> S:
             "scope": _str("node or site", enum=["node", "site"]),
             "locatorLength": _int("each node locator's length (64)", 16, 112),
             "policies": _list("SRv6 policies", policy, 256),
+            "underlayMtu": _int("smallest MTU on the encapsulated paths (1500)", 1280, 9216),
         }),
         "wan": _obj("routers joining the sites", {"routers": _list("WAN routers",
                                                                    _router(False), 256)}),

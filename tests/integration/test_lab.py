@@ -91,6 +91,11 @@ def test_up_test_down(lab_factory: list[Lab], fabric: str) -> None:
     if fabric == "two-site.yaml":
         assert "plain IPv4 packets on the WAN" in t.stdout
         assert "wan1: 0 IPv4 routes" in t.stdout
+        # A full-size pod packet (pod MTU 1400, don't fragment) still fits the 1500-byte
+        # underlay once encapsulated with the waypoint policy's two segments (+80 bytes).
+        big = lab.exec("tk-n1-p0", "ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1372",
+                       "10.245.0.1")
+        assert big.returncode == 0, big.stdout + big.stderr
     status = lab.run("status")
     assert status.returncode == 0, status.stderr
     assert "sessions" in status.stdout

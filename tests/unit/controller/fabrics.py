@@ -52,8 +52,9 @@ def fabric_doc(
         "apiVersion": "flatroute.dev/v1", "kind": "Fabric", "metadata": {"name": "t"},
         "spec": {
             "asn": {"scheme": "per-node", "range": {"start": 4200000001, "end": 4200009999}},
+            # a jumbo-frame underlay: pods keep MTU 1500 whatever the policies' segments
             "srv6": {"enabled": True, "scope": scope, "encapMode": encap_mode,
-                     "policies": policies or []},
+                     "policies": policies or [], "underlayMtu": 9000},
             "wan": {"routers": [wan]},
             "sites": site_docs,
             "nodes": node_docs,

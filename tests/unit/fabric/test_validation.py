@@ -115,6 +115,10 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "spec.sites[0].spines", "needs spines"),
     ("overlapping router locator", _set("spec.wan.routers.0.locator", "fcbb:bb00:1:5::/64"),
      "locator", "overlaps"),
+    ("pod mtu leaves no room for srv6", _set("spec.pods.mtu", 1500),
+     "spec.pods.mtu", "1500 + 80 bytes of SRv6 encapsulation (encap, up to 2 segments) "
+     "exceeds spec.srv6.underlayMtu 1500: cross-site packets that size would be dropped "
+     "silently; use at most 1420"),
     ("router asn inside node range", _set("spec.wan.routers.0.asn", 4200000005),
      "spec.wan.routers[0].asn", "inside the node/rack ASN range"),
 ]
@@ -180,3 +184,22 @@ def test_every_overlapping_pair_is_reported_not_only_neighbours() -> None:
     assert all("overlaps 10.250.0.0/16 at spec.sites[1].pools.ipv4[0]" in e for e in errs)
     assert any("spec.sites[0].pools.ipv4[0]" in e for e in errs)
     assert any("spec.sites[0].pools.ipv4[1]" in e for e in errs)
+
+
+def test_srv6_overhead_and_a_bigger_underlay_mtu() -> None:
+    from flatroute.fabric.loader import encap_overhead
+
+    assert [encap_overhead(EncapMode.ENCAP, n) for n in (1, 2, 3)] == [64, 80, 96]
+    assert [encap_overhead(EncapMode.ENCAP_RED, n) for n in (1, 2, 3)] == [40, 64, 80]
+    doc = copy.deepcopy(BASE)
+    doc["spec"]["pods"]["mtu"] = 1500
+    doc["spec"]["srv6"]["underlayMtu"] = 9000  # jumbo frames on the underlay
+    f = parse_fabric(yaml.safe_dump(doc))
+    assert (f.pods.mtu, f.srv6.underlay_mtu) == (1500, 9000)
+    doc["spec"]["srv6"] = {**doc["spec"]["srv6"], "underlayMtu": 1500,
+                           "encapMode": "encap.red", "policies": []}
+    doc["spec"]["pods"]["mtu"] = 1460  # one segment, no SRH with encap.red: 40 bytes
+    assert parse_fabric(yaml.safe_dump(doc)).pods.mtu == 1460
+    doc["spec"]["pods"]["mtu"] = 1461
+    with pytest.raises(InvalidInput, match="use at most 1460"):
+        parse_fabric(yaml.safe_dump(doc))
