@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -25,7 +26,7 @@ def configure(*, json: bool = True, level: str = "info", stream: Any = None) -> 
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=_LineLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
 
@@ -33,3 +34,39 @@ def configure(*, json: bool = True, level: str = "info", stream: Any = None) -> 
 def get_logger(**context: Any) -> Any:
     """A bound logger carrying the given context (node, peer, prefix, ...)."""
     return structlog.get_logger().bind(**context)
+
+
+class LineLogger:
+    """Writes each log line, newline included, with one write(2).
+
+    structlog's PrintLogger prints the message and its newline as two writes when the stream
+    is unbuffered (PYTHONUNBUFFERED=1, common in containers): processes sharing a log file,
+    such as the forked children of `flatroute cni serve`, then glued two JSON lines into one
+    (seen in CI). One write per line on an O_APPEND file or a pipe keeps lines whole.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def msg(self, message: str) -> None:
+        line = message + "\n"
+        try:
+            fd = self._stream.fileno()
+        except (AttributeError, OSError, ValueError):  # StringIO, pytest's capture
+            self._stream.write(line)
+            self._stream.flush()
+            return
+        self._stream.flush()  # what Python still buffers for this stream goes first
+        data = line.encode()
+        while data:
+            data = data[os.write(fd, data):]
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
+
+
+class _LineLoggerFactory:
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __call__(self, *_args: Any) -> LineLogger:
+        return LineLogger(self._stream)
