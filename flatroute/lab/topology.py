@@ -82,6 +82,8 @@ class Topology:
     bridges: tuple[tuple[str, str], ...]  # (ns, bridge name)
     addresses: tuple[Address, ...]
     pods: tuple[Pod, ...]
+    #: every link's MTU: the fabric's underlay MTU, so the lab carries what the fabric promises
+    mtu: int = 1500
 
     def namespaces(self) -> list[str]:
         return ([r.ns for r in self.routers] + [n.ns for n in self.nodes]
@@ -174,4 +176,4 @@ def build(fabric: Fabric, plan: Plan, prefix: str, pods_per_node: int) -> Topolo
             pod = f"{n.name}-p{i}"
             pods.append(Pod(pod, n.name, ns_name(prefix, pod), f"lab-{prefix}-{pod}"))
     return Topology(prefix, fabric.name, tuple(routers), tuple(nodes), tuple(links),
-                    tuple(bridges), tuple(addresses), tuple(pods))
+                    tuple(bridges), tuple(addresses), tuple(pods), fabric.srv6.underlay_mtu)

@@ -241,8 +241,8 @@ def _network(state: LabState, topo: Topology) -> None:
     for ns in names:
         host.sysctl(ns, ROUTER_SYSCTLS)
     host.ip_batch(None, [
-        f"link add {link.a_if} netns {link.a_ns} type veth peer name {link.b_if} "
-        f"netns {link.b_ns}" for link in topo.links])
+        f"link add {link.a_if} netns {link.a_ns} mtu {topo.mtu} type veth peer name "
+        f"{link.b_if} netns {link.b_ns} mtu {topo.mtu}" for link in topo.links])
     per_ns: dict[str, list[str]] = {ns: ["link set lo up"] for ns in names}
     for ns, bridge in topo.bridges:
         per_ns[ns] += [f"link add {bridge} type bridge", f"link set {bridge} up"]
