@@ -133,3 +133,28 @@ def test_encap_red_one_sid_has_no_srh(labs: list[Lab], tmp_path: Path) -> None:
     assert "fcbb:bb00:2:1::4" in wire, wire
     assert f"{ips['tk-n1-p0']} > {ips['os-n1-p0']}: ICMP echo request" in wire, wire
     assert flatroute("lab", "test", "--prefix", lab.prefix).returncode == 0
+
+
+def test_jumbo_underlay_carries_full_size_pod_packets_between_sites(
+        labs: list[Lab], tmp_path: Path) -> None:
+    """underlayMtu 9000: the lab's links take it, and a pod packet of the full pod MTU (8920)
+    crosses the WAN with don't-fragment set, encapsulated with the policy's two segments
+    (+80 bytes: exactly 9000)."""
+    doc = yaml.safe_load((EXAMPLES / "two-site.yaml").read_text())
+    doc["spec"]["srv6"]["underlayMtu"] = 9000
+    doc["spec"]["pods"]["mtu"] = 8920
+    fabric = tmp_path / "two-site-jumbo.yaml"
+    fabric.write_text(yaml.safe_dump(doc))
+    lab = Lab("two-site.yaml", pods=1)
+    lab.fabric = str(fabric)
+    labs.append(lab)
+    r = lab.up()
+    assert r.returncode == 0, r.stdout + r.stderr
+    ips = pod_ips(lab)
+    big = lab.exec("tk-n1-p0", "ping", "-c", "2", "-W", "2", "-M", "do", "-s", "8892",
+                   ips["os-n1-p0"])
+    assert big.returncode == 0, big.stdout + big.stderr
+    one_more = lab.exec("tk-n1-p0", "ping", "-c", "1", "-W", "1", "-M", "do", "-s", "8893",
+                        ips["os-n1-p0"])
+    assert one_more.returncode != 0  # the pod's own MTU refuses it, loudly
+    assert "message too long" in one_more.stdout + one_more.stderr
