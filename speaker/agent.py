@@ -178,6 +178,7 @@ class Agent:
                              log=self.log)
         self.bfdd = Bfdd(opts.run_dir, self.log)
         self.session_config: str | None = None  # rendered config minus routes, of the running one
+        self.running_peers: set[str] = set()  # the neighbours the running ExaBGP was given
         self.applied: frozenset[Announcement] = frozenset()
         self.exabgp_starts_seen = 0
         self.hold_since = time.monotonic()
@@ -375,13 +376,26 @@ class Agent:
         want = announce.desired(d.state, drained=self.drained())
         session_config = self._render(d, frozenset())
         env = exabgp_config.render_env(self.paths)
+        peers = {announce.peer_key(p) for p in d.state.peers}
         if self.session_config is not None and session_config != self.session_config \
                 and self.exabgp.alive():
-            # Peers, ASNs, timers or MD5 changed: only a restart applies that. SIGKILL keeps GR.
-            self.log.info("exabgp_restart_for_config_change")
-            self.exabgp.kill()
+            if self.exabgp.connected.is_set():
+                # Peers, ASNs, timers or MD5 changed. A reload resets only the neighbours whose
+                # own configuration changed: a ToR added, removed or re-addressed leaves the
+                # other sessions up. First bring the sessions that stay to `want` through the
+                # API, so that the reloaded static routes (= want) change nothing for them.
+                self._send(want, only=self.running_peers & peers)
+                self.exabgp.reload(self._render(d, want))
+                self.log.info("exabgp_reloaded_for_config_change",
+                              added=sorted(peers - self.running_peers),
+                              removed=sorted(self.running_peers - peers))
+                self.session_config, self.running_peers = session_config, peers
+                self.applied = want
+                return
+            self.log.info("exabgp_restart_for_config_change")  # no API to reload through
+            self.exabgp.kill()  # SIGKILL, no NOTIFICATION: graceful restart keeps the routes
         if self.exabgp.supervise(lambda: self._render(d, want), env):
-            self.session_config = session_config
+            self.session_config, self.running_peers = session_config, peers
         if self.exabgp.starts != self.exabgp_starts_seen:
             # A fresh ExaBGP: it announces `want` from its config; hold learned paths again.
             self.exabgp_starts_seen = self.exabgp.starts
@@ -392,7 +406,13 @@ class Agent:
             self.exabgp.connected.wait(5)
         if not self.exabgp.connected.is_set():
             return
-        withdraw, add = announce.diff(want, self.applied)
+        self._send(want)
+
+    def _send(self, want: frozenset[Announcement], only: set[str] | None = None) -> None:
+        """Announce and withdraw through the API until ExaBGP sends `want` (to `only` peers)."""
+        withdraw, add = announce.diff(
+            frozenset(a for a in want if only is None or a.peer in only),
+            frozenset(a for a in self.applied if only is None or a.peer in only))
         cmds = ([exabgp_config.withdraw_command(a) for a in withdraw]
                 + [exabgp_config.announce_command(a) for a in add])
         if not cmds:

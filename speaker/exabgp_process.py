@@ -122,6 +122,20 @@ class ExaBGP:
         self.start(config(), env)
         return True
 
+    def reload(self, config: str) -> None:
+        """Rewrite the configuration and have ExaBGP reload it (SIGUSR1). ExaBGP resets only
+        the neighbours whose configuration changed, and sends the others' static route changes
+        as updates (both measured against FRR)."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise AdapterError("ExaBGP is not running: nothing to reload")
+        write_atomic(self.paths.config, config, PRIVATE)  # MD5 passwords
+        try:
+            os.kill(self.proc.pid, signal.SIGUSR1)
+        except ProcessLookupError as exc:
+            raise AdapterError("ExaBGP exited before its reload") from exc
+        if self.log:
+            self.log.info("exabgp_reloaded", pid=self.proc.pid)
+
     def kill(self) -> None:
         """Stop ExaBGP without a NOTIFICATION (SIGKILL): the ToR keeps our routes as stale."""
         if self.proc is not None and self.proc.poll() is None:

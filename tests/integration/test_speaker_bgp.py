@@ -82,6 +82,30 @@ def test_added_block_is_announced_removed_block_withdrawn_without_session_reset(
     assert L.status(lab)["exabgp"]["starts"] == 1
 
 
+def _drops(tor: L.Tor) -> tuple[str, int]:
+    n = tor.json(f"show bgp neighbors {tor.node_v4} json").get(tor.node_v4, {})
+    return n.get("bgpState", "?"), int(n.get("connectionsDropped", -1))
+
+
+def test_a_peer_removed_and_added_back_leaves_the_other_session_alone(lab: L.Lab) -> None:
+    """Peer changes reload ExaBGP: only the neighbour whose configuration changed is reset
+    (MetalLB users' complaint: any change flapped every session)."""
+    tor1, tor2 = lab.tors
+    L.wait_for(lambda: _established(lab), 20)
+    before = _drops(tor1)
+    assert before[0] == "Established"
+    only_tor1 = L.node_spec(lab)
+    only_tor1["peers"] = [p for p in only_tor1["peers"] if p["name"] == tor1.name]
+    L.publish(lab, only_tor1)
+    L.wait_for(lambda: _drops(tor2)[0] != "Established", 15)
+    L.wait_for(lambda: [s["name"] for s in L.status(lab)["sessions"]] == [tor1.name], 10)
+    L.publish(lab, L.node_spec(lab))
+    L.wait_for(lambda: _established(lab) and _frr_has(tor2, "10.244.0.0/26"), 20)
+    assert _drops(tor1) == before  # never reset, from start to end
+    assert _frr_has(tor1, "10.244.0.0/26")
+    assert L.status(lab)["exabgp"]["starts"] == 1  # reloaded, never restarted
+
+
 def test_foreign_routes_are_left_alone(lab: L.Lab) -> None:
     sh("ip", "route", "add", "10.99.0.0/24", "via", "10.1.1.1", "proto", "static",
        ns=lab.node_ns)
