@@ -115,7 +115,9 @@ def test_workloads() -> None:
     speaker = pod["containers"][0]
     caps = speaker["securityContext"]["capabilities"]
     assert caps["drop"] == ["ALL"]
-    assert sorted(caps["add"]) == ["NET_ADMIN", "NET_RAW"]
+    # what bfdd needs is checked for real in tests/netns/speaker/test_deploy_caps.py
+    assert sorted(caps["add"]) == ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW", "SETGID",
+                                   "SETUID", "SYS_ADMIN"]
     assert not speaker["securityContext"].get("privileged")
     init = pod["initContainers"][0]
     assert "flatroute cni install" in init["command"][-1]
