@@ -9,10 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import EXAMPLES
 from tests.netns_util import need_root, need_tool, unique
@@ -42,6 +45,18 @@ class Lab:
         self.fabric = str(EXAMPLES / fabric)
         self.pods = pods
 
+    @classmethod
+    def variant(cls, example: str, where: Path, change: Callable[[dict[str, Any]], None],
+                pods: int = 1) -> Lab:
+        """A lab of an example fabric edited by `change`, written under `where`."""
+        doc = yaml.safe_load((EXAMPLES / example).read_text())
+        change(doc)
+        fabric = where / f"variant-{example}"
+        fabric.write_text(yaml.safe_dump(doc, sort_keys=False))
+        lab = cls(example, pods)
+        lab.fabric = str(fabric)
+        return lab
+
     def run(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
         # --prefix right after the action: `exec` passes everything after its name on.
         return flatroute("lab", args[0], "--prefix", self.prefix, *args[1:],
@@ -52,6 +67,19 @@ class Lab:
 
     def exec(self, name: str, *cmd: str) -> subprocess.CompletedProcess[str]:
         return self.run("exec", name, "--", *cmd)
+
+
+@contextmanager
+def running(lab: Lab, *tools: str) -> Iterator[Lab]:
+    """`lab` up (failing the test if it does not come up), and down again whatever happens."""
+    need_root()
+    need_tool("/usr/lib/frr/bgpd", "vtysh", *tools)
+    try:
+        r = lab.up()
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield lab
+    finally:
+        lab.run("down")
 
 
 @pytest.fixture

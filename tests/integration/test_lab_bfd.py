@@ -13,23 +13,15 @@ from collections.abc import Iterator
 import pytest
 
 from flatroute.lab.up import METRICS_PORT
-from tests.integration.test_lab import LAB_ROOT, Lab
-from tests.netns_util import need_root, need_tool
+from tests.integration.test_lab import LAB_ROOT, Lab, running
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
-    need_root()
-    need_tool("/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "vtysh")
-    lab = Lab("leaf-spine.yaml", pods=1)
-    try:
-        r = lab.up()
-        assert r.returncode == 0, r.stdout + r.stderr
+    with running(Lab("leaf-spine.yaml", pods=1), "/usr/lib/frr/bfdd") as lab:
         yield lab
-    finally:
-        lab.run("down")
 
 
 def speaker_status(lab: Lab, node: str) -> dict[str, dict[str, object]]:

@@ -11,29 +11,21 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
-from tests.conftest import EXAMPLES
-from tests.integration.test_lab import Lab
+from tests.integration.test_lab import Lab, running
 from tests.integration.test_lab_bfd import default_route, frr_pids, speaker_status, wait_for
-from tests.netns_util import need_root, need_tool
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 @pytest.fixture
 def unnumbered_lab() -> Iterator[Lab]:
-    need_root()
-    need_tool("/usr/lib/frr/bgpd", "/usr/lib/frr/bfdd", "/usr/lib/frr/zebra", "vtysh")
-    lab = Lab("unnumbered.yaml", pods=1)
-    try:
-        r = lab.up()
-        assert r.returncode == 0, r.stdout + r.stderr
+    with running(Lab("unnumbered.yaml", pods=1), "/usr/lib/frr/bfdd",
+                 "/usr/lib/frr/zebra") as lab:
         yield lab
-    finally:
-        lab.run("down")
 
 
 def test_bfd_on_link_local_sessions_of_unnumbered_uplinks(unnumbered_lab: Lab) -> None:
@@ -115,22 +107,16 @@ def test_speaker_kill9_and_restart_lose_no_packet(unnumbered_lab: Lab) -> None:
 def test_two_site_srv6_lab_with_every_tor_unnumbered(tmp_path: Path) -> None:
     """two-site.yaml with every ToR unnumbered toward its nodes (and no node uplink address):
     the SRv6 paths between the sites work over the link-local sessions as over numbered ones."""
-    need_root()
-    need_tool("/usr/lib/frr/bgpd", "/usr/lib/frr/zebra", "vtysh", "tcpdump", "flatroute-cni")
-    doc = yaml.safe_load((EXAMPLES / "two-site.yaml").read_text())
-    for site in doc["spec"]["sites"]:
-        for rack in site["racks"]:
-            for tor in rack["tors"]:
-                tor["peering"] = {"mode": "unnumbered"}
-    for node in doc["spec"]["nodes"]:
-        node.pop("uplinks", None)
-    fabric = tmp_path / "two-site-unnumbered.yaml"
-    fabric.write_text(yaml.safe_dump(doc, sort_keys=False))
-    lab = Lab("two-site.yaml", pods=1)
-    lab.fabric = str(fabric)
-    try:
-        r = lab.up()
-        assert r.returncode == 0, r.stdout + r.stderr
+    def unnumbered(doc: dict[str, Any]) -> None:
+        for site in doc["spec"]["sites"]:
+            for rack in site["racks"]:
+                for tor in rack["tors"]:
+                    tor["peering"] = {"mode": "unnumbered"}
+        for node in doc["spec"]["nodes"]:
+            node.pop("uplinks", None)
+
+    lab = Lab.variant("two-site.yaml", tmp_path, unnumbered)
+    with running(lab, "/usr/lib/frr/zebra", "tcpdump", "flatroute-cni"):
         t = lab.run("test")
         assert t.returncode == 0, t.stdout + t.stderr
         assert re.search(r"^\d+ passed, 0 failed$", t.stdout.strip().splitlines()[-1])
@@ -138,5 +124,3 @@ def test_two_site_srv6_lab_with_every_tor_unnumbered(tmp_path: Path) -> None:
         assert "wan1: 0 IPv4 routes" in t.stdout
         peers = speaker_status(lab, "tk-n1")
         assert all(str(s["peer"]).startswith("fe80::") for s in peers.values()), peers
-    finally:
-        lab.run("down")

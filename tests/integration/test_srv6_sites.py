@@ -9,11 +9,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLES
 from tests.integration.test_lab import LAB_ROOT, Lab, flatroute
 from tests.netns_util import need_root, need_tool
 
@@ -115,14 +115,12 @@ def test_srv6_across_the_wan_with_waypoint_and_node_removal(labs: list[Lab]) -> 
 
 
 def test_encap_red_one_sid_has_no_srh(labs: list[Lab], tmp_path: Path) -> None:
-    doc = yaml.safe_load((EXAMPLES / "two-site.yaml").read_text())
-    doc["metadata"]["name"] = "two-site-red"
-    doc["spec"]["srv6"]["encapMode"] = "encap.red"
-    doc["spec"]["srv6"]["policies"] = []
-    fabric = tmp_path / "two-site-red.yaml"
-    fabric.write_text(yaml.safe_dump(doc))
-    lab = Lab("two-site.yaml", pods=1)
-    lab.fabric = str(fabric)
+    def reduced(doc: dict[str, Any]) -> None:
+        doc["metadata"]["name"] = "two-site-red"
+        doc["spec"]["srv6"]["encapMode"] = "encap.red"
+        doc["spec"]["srv6"]["policies"] = []
+
+    lab = Lab.variant("two-site.yaml", tmp_path, reduced)
     labs.append(lab)
     r = lab.up()
     assert r.returncode == 0, r.stdout + r.stderr
@@ -140,13 +138,11 @@ def test_jumbo_underlay_carries_full_size_pod_packets_between_sites(
     """underlayMtu 9000: the lab's links take it, and a pod packet of the full pod MTU (8920)
     crosses the WAN with don't-fragment set, encapsulated with the policy's two segments
     (+80 bytes: exactly 9000)."""
-    doc = yaml.safe_load((EXAMPLES / "two-site.yaml").read_text())
-    doc["spec"]["srv6"]["underlayMtu"] = 9000
-    doc["spec"]["pods"]["mtu"] = 8920
-    fabric = tmp_path / "two-site-jumbo.yaml"
-    fabric.write_text(yaml.safe_dump(doc))
-    lab = Lab("two-site.yaml", pods=1)
-    lab.fabric = str(fabric)
+    def jumbo(doc: dict[str, Any]) -> None:
+        doc["spec"]["srv6"]["underlayMtu"] = 9000
+        doc["spec"]["pods"]["mtu"] = 8920
+
+    lab = Lab.variant("two-site.yaml", tmp_path, jumbo)
     labs.append(lab)
     r = lab.up()
     assert r.returncode == 0, r.stdout + r.stderr
