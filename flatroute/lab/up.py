@@ -199,19 +199,20 @@ def _wait_speakers(the_plan: Plan, state_dir: Path, timeout: float = 30) -> None
     """Every speaker reports each of its sessions established and, with BFD, BFD up: only
     then does it install the paths learned on them (the ToRs having our routes is half of it).
     """
+    from speaker.status import StatusError, read  # the status document's own parser
+
     deadline = time.monotonic() + timeout
     pending: list[str] = []
     while time.monotonic() < deadline:
         pending = []
         for n in the_plan.nodes:
             try:
-                doc = json.loads((state_dir / "status" / f"{n.name}.json").read_text())
-                sessions = list(doc.get("sessions") or [])
-            except (OSError, ValueError):
+                sessions = read(str(state_dir / "status" / f"{n.name}.json")).sessions
+            except StatusError:
                 pending.append(f"{n.name}: no status yet")
                 continue
-            usable = [x for x in sessions if x.get("state") == "established"
-                      and (x.get("bfd") == "up" or not the_plan.bgp.bfd)]
+            usable = [x for x in sessions if x.state == "established"
+                      and (x.bfd == "up" or not the_plan.bgp.bfd)]
             if len(usable) < len(n.peers):
                 pending.append(f"{n.name}: {len(usable)}/{len(n.peers)} sessions usable")
         if not pending:
