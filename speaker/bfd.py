@@ -108,12 +108,7 @@ class Bfdd:
                 os.kill(running, signal.SIGKILL)  # bfdd reads its config once: restart it
         with contextlib.suppress(OSError):
             os.unlink(self.pid_file)
-        proc = subprocess.Popen(
-            [BFDD, "-f", self.conf, "--vty_socket", self.dir, "-z", self.zserv, "-P", "0",
-             "-i", self.pid_file],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        self.pid = proc.pid
+        self.pid = self._spawn(BFDD, self.conf, self.pid_file)
 
     def _start_zebra(self) -> None:
         """zebra for bfdd's interface knowledge; adopted across speaker restarts like bfdd."""
@@ -126,16 +121,21 @@ class Bfdd:
             os.unlink(self.zebra_pid_file)
         with contextlib.suppress(OSError):
             os.unlink(self.zserv)
-        subprocess.Popen(
-            [ZEBRA, "-f", "/dev/null", "--vty_socket", self.dir, "-z", self.zserv, "-P", "0",
-             "-i", self.zebra_pid_file],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+        self._spawn(ZEBRA, "/dev/null", self.zebra_pid_file)
         # bfdd started before zebra listens retries its connection only after ~10 s: wait for
         # the socket (zebra makes it within a fraction of a second) rather than lose that.
         deadline = time.monotonic() + ZEBRA_START_WAIT
         while not os.path.exists(self.zserv) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def _spawn(self, daemon: str, config: str, pid_file: str) -> int:
+        """An FRR daemon of ours: vty socket in our directory, our private zserv socket, no
+        TCP vty, its own session (it outlives the speaker)."""
+        return subprocess.Popen(
+            [daemon, "-f", config, "--vty_socket", self.dir, "-z", self.zserv, "-P", "0",
+             "-i", pid_file],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True).pid
 
     def _stop_zebra(self) -> None:
         pid = self._running_pid(self.zebra_pid_file, self.zserv)
