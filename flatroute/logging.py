@@ -12,6 +12,7 @@ import structlog
 
 def configure(*, json: bool = True, level: str = "info", stream: Any = None) -> None:
     """Configure structlog once: JSON lines for machines, key=value for people."""
+    out = stream or sys.stderr
     renderer: Any = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -26,7 +27,7 @@ def configure(*, json: bool = True, level: str = "info", stream: Any = None) -> 
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=_LineLoggerFactory(stream or sys.stderr),
+        logger_factory=lambda *_args: LineLogger(out),
         cache_logger_on_first_use=False,
     )
 
@@ -63,10 +64,3 @@ class LineLogger:
 
     log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
 
-
-class _LineLoggerFactory:
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-
-    def __call__(self, *_args: Any) -> LineLogger:
-        return LineLogger(self._stream)
