@@ -26,6 +26,8 @@ from flatroute.lab.state import DEFAULT_ROOT, LabState, Proc, lab_dir, load
 from flatroute.lab.topology import Role, Topology, build
 from flatroute.plan import load_ledger, plan
 from flatroute.plan.model import Plan
+from speaker.status import StatusError
+from speaker.status import read as read_status
 
 Say = Callable[[str], None]
 
@@ -199,15 +201,13 @@ def _wait_speakers(the_plan: Plan, state_dir: Path, timeout: float = 30) -> None
     """Every speaker reports each of its sessions established and, with BFD, BFD up: only
     then does it install the paths learned on them (the ToRs having our routes is half of it).
     """
-    from speaker.status import StatusError, read  # the status document's own parser
-
     deadline = time.monotonic() + timeout
     pending: list[str] = []
     while time.monotonic() < deadline:
         pending = []
         for n in the_plan.nodes:
             try:
-                sessions = read(str(state_dir / "status" / f"{n.name}.json")).sessions
+                sessions = read_status(str(state_dir / "status" / f"{n.name}.json")).sessions
             except StatusError:
                 pending.append(f"{n.name}: no status yet")
                 continue

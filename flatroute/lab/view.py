@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from flatroute.errors import FlatrouteError
@@ -11,6 +10,8 @@ from flatroute.lab import frr, host
 from flatroute.lab.state import LabState
 from flatroute.lab.topology import Role, Topology, build
 from flatroute.plan import load_ledger, plan
+from speaker.status import StatusError
+from speaker.status import read as read_status
 
 
 def topology(state: LabState) -> Topology:
@@ -48,12 +49,11 @@ def status(state: LabState) -> list[str]:
     lines.append("NODES")
     for n in topo.nodes:
         lines.append(f"  {n.name} ({n.site}/{n.rack})")
-        st = lab / "state" / "status" / f"{n.name}.json"
         try:
-            doc = json.loads(st.read_text())
-            lines.append(f"    speaker applied generation {doc.get('generation', '?')} at "
-                         f"{doc.get('applied_at', doc.get('appliedAt', '?'))}")
-        except (OSError, ValueError):
+            st = read_status(str(lab / "state" / "status" / f"{n.name}.json"))
+            lines.append(f"    speaker applied generation {st.generation} at "
+                         f"{st.applied_at}")
+        except StatusError:
             lines.append("    speaker status: not reported yet")
         routes = host.run(host.in_ns(n.ns, ["ip", "-6", "route", "show", "proto", "70"]),
                           check=False).stdout.splitlines()
