@@ -16,7 +16,6 @@ ones the dump returned with that protocol. A route someone else owns at the same
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import socket
@@ -29,6 +28,8 @@ from typing import Any, Protocol
 
 from flatroute import ROUTE_PROTOCOL
 from flatroute.errors import AdapterError
+from speaker.capabilities import Capabilities
+from speaker.capabilities import probe as probe_capabilities
 from speaker.routes import Route, Seg6Encap, Seg6Local
 from speaker.rtnl import Op, Rtnl
 
@@ -41,6 +42,13 @@ class Features:
     seg6local: bool = True
     vrf: bool = True
     missing: tuple[str, ...] = ()
+    bpf: bool = True
+    caps: Capabilities = field(default_factory=lambda: Capabilities(()))
+
+    @classmethod
+    def from_caps(cls, caps: Capabilities) -> Features:
+        return cls(seg6=caps.kernel_srv6, seg6local=caps.kernel_srv6, vrf=caps.vrf,
+                   missing=caps.missing, bpf=caps.bpf_srv6, caps=caps)
 
 
 @dataclass(slots=True)
@@ -192,23 +200,8 @@ class Kernel:
         return self._features
 
     def _probe(self) -> Features:
-        missing: list[str] = []
-        seg6 = os.path.exists("/proc/sys/net/ipv6/conf/all/seg6_enabled")
-        if not seg6:
-            missing.append("seg6: no SRv6 in this kernel (net.ipv6.conf.all.seg6_enabled absent)")
-        vrf = True
-        ipr = self._pyroute2()
-        name = f"frvrf{os.getpid() % 100000}"
-        try:
-            ipr.link("add", ifname=name, kind="vrf", vrf_table=0xFFF0)
-        except Exception:
-            vrf = False
-            missing.append("vrf: VRF devices unsupported, so End.DT4 and End.DT46 cannot be "
-                           "programmed (End.DX4 with nh4 0.0.0.0 and End.DT6 table main work)")
-        else:
-            with contextlib.suppress(Exception):
-                ipr.link("del", index=ipr.link_lookup(ifname=name)[0])
-        return Features(seg6=seg6, seg6local=seg6, vrf=vrf, missing=tuple(missing))
+        """Try every feature in a throw-away namespace (speaker.capabilities): no guessing."""
+        return Features.from_caps(probe_capabilities())
 
     def set_sysctl(self, key: str, value: str) -> str | None:
         """Set net.* sysctl `key` (dotted); returns an error text or None."""

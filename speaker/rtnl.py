@@ -310,12 +310,16 @@ class Rtnl:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def apply(self, ops: Iterable[Op]) -> list[tuple[Route, int]]:
+    def apply(self, ops: Iterable[Op], index: dict[str, int] | None = None
+              ) -> list[tuple[Route, int]]:
         """Send the ops in batches, check every ACK; returns (route, errno) for each failure.
 
         A delete of a route that is already gone (ESRCH) counts as success: idempotent.
+        `index` (name -> ifindex) defaults to what /sys shows, which is this namespace's only
+        when sysfs was mounted in it (`ip netns exec` does; a bare `unshare` does not).
         """
-        index = {name: idx for idx, name in link_names().items()}
+        if index is None:
+            index = {name: idx for idx, name in link_names().items()}
         failures: list[tuple[Route, int]] = []
         batch: list[Op] = []
         for op in ops:
