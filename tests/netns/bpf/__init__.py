@@ -1,0 +1,1 @@
+"""Root tests of the eBPF SRv6 datapath."""
