@@ -202,7 +202,7 @@ def _shape_and_values(n: NodePlan) -> tuple[Hashable, list[str]]:
         values.append(f'"{v6_text(int(s.sid))}"')
     shape = (n.site, n.rack, n.role, n.asn is None, n.router_id is None, tuple(ups),
              tuple(peers), len(n.ipv4_blocks), len(n.ipv6_blocks), n.locator is None,
-             tuple(s.behavior for s in n.sids))
+             tuple(s.behavior for s in n.sids), n.srv6_datapath)
     return shape, values
 
 

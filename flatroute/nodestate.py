@@ -94,6 +94,8 @@ class NodeState:
     locator: Prefix | None
     local_sids: tuple[LocalSid, ...]
     encap_routes: tuple[EncapRoute, ...]
+    #: auto | kernel | bpf: the SRv6 datapath asked for (auto: chosen by the node's probe)
+    srv6_datapath: str = "auto"
 
     @property
     def announce(self) -> tuple[Prefix, ...]:
@@ -132,6 +134,7 @@ def from_plan(plan: Plan, node: NodePlan) -> NodeState:
         local_sids=tuple(LocalSid(s.sid, s.behavior) for s in node.sids),
         encap_routes=tuple(EncapRoute(s.prefix, s.segments, s.target, s.policy)
                            for s in site.segments),
+        srv6_datapath=node.srv6_datapath,
     )
 
 
@@ -166,7 +169,7 @@ def spec_doc(st: NodeState) -> dict[str, Any]:
                       "ipv6": [str(x) for x in st.ipv6_blocks]},
         "srv6": {
             "enabled": st.srv6_enabled, "encapMode": st.encap_mode,
-            "locator": _s(st.locator),
+            "datapath": st.srv6_datapath, "locator": _s(st.locator),
             "localSids": [{"sid": str(s.sid), "behavior": s.behavior.value}
                           for s in st.local_sids],
             "routes": routes_doc(st.encap_routes),
@@ -270,6 +273,10 @@ def from_spec(spec: Any, source: str = "<node state>") -> NodeState:
         mode = str(srv6.get("encapMode", "encap"))
         if mode not in ("encap", "encap.red"):
             raise fail("must be encap or encap.red", mode)
+        path[-1] = "srv6.datapath"
+        datapath = str(srv6.get("datapath", "auto"))
+        if datapath not in ("auto", "kernel", "bpf"):
+            raise fail("must be auto, kernel or bpf", datapath)
         path.pop()
         rid = get(spec, "routerId")
         node = get(spec, "node")
@@ -284,7 +291,7 @@ def from_spec(spec: Any, source: str = "<node state>") -> NodeState:
             ipv4_blocks=b4, ipv6_blocks=b6, mtu=int(get(spec, "mtu") or 1500),
             srv6_enabled=bool(srv6.get("enabled")), encap_mode=mode,
             locator=ip_network(srv6["locator"]) if srv6.get("locator") else None,
-            local_sids=tuple(sids), encap_routes=tuple(routes),
+            local_sids=tuple(sids), encap_routes=tuple(routes), srv6_datapath=datapath,
         )
     except InvalidInput:
         raise

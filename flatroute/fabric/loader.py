@@ -16,6 +16,7 @@ from flatroute.errors import InvalidInput, field_error
 from flatroute.fabric.model import (
     API_VERSION,
     KIND,
+    SRV6_DATAPATHS,
     AsnMode,
     AsnScheme,
     Bfd,
@@ -222,7 +223,7 @@ class _FabricParser:
         m = r.mapping(
             raw, p,
             {"enabled", "encapMode", "decapIpv4", "decapIpv6", "scope", "locatorLength",
-             "policies", "underlayMtu"},
+             "policies", "underlayMtu", "datapath"},
         )
         enc = r.get(m, "encapMode", p, r.choice([x.value for x in EncapMode]), default="encap")
         d4 = r.get(m, "decapIpv4", p, r.choice([x.value for x in Decap4]), default="End.DX4")
@@ -241,6 +242,7 @@ class _FabricParser:
             r.get(m, "locatorLength", p, r.int_in(16, 112), default=64) or 64,
             policies,
             r.get(m, "underlayMtu", p, r.int_in(1280, 9216), default=1500) or 1500,
+            r.get(m, "datapath", p, r.choice(list(SRV6_DATAPATHS)), default="auto") or "auto",
         )
 
     def _policy(self, raw: Any, p: str) -> Srv6Policy | None:
@@ -360,7 +362,8 @@ class _FabricParser:
 
     def _node(self, raw: Any, p: str) -> Node | None:
         r = self.r
-        m = r.mapping(raw, p, {"name", "rack", "role", "uplinks", "asn", "podBlocks", "routerId"})
+        m = r.mapping(raw, p, {"name", "rack", "role", "uplinks", "asn", "podBlocks", "routerId",
+                               "srv6"})
         name = r.get(m, "name", p, r.name, required=True)
         rack = r.get(m, "rack", p, r.name, required=True)
         role = r.get(m, "role", p, r.choice([x.value for x in NodeRole]), default="worker")
@@ -377,9 +380,12 @@ class _FabricParser:
         b4 = r.get(blocks, "ipv4", f"{p}.podBlocks", r.net_list(r.net4)) or ()
         b6 = r.get(blocks, "ipv6", f"{p}.podBlocks", r.net_list(r.net6)) or ()
         rid = r.get(m, "routerId", p, r.ipv4)
+        srv6 = r.mapping(m.get("srv6", {}) if m else None, f"{p}.srv6", {"datapath"})
+        datapath = r.get(srv6, "datapath", f"{p}.srv6", r.choice(list(SRV6_DATAPATHS)))
         if name is None or rack is None:
             return None
-        return Node(name, rack, NodeRole(role or "worker"), tuple(uplinks), asn, b4, b6, rid)
+        return Node(name, rack, NodeRole(role or "worker"), tuple(uplinks), asn, b4, b6, rid,
+                    datapath)
 
     # -- whole-document checks ---------------------------------------------------------------
     def _cross_check(self, f: Fabric) -> None:

@@ -40,6 +40,10 @@ class EncapMode(StrEnum):
     ENCAP_RED = "encap.red"
 
 
+#: the SRv6 datapaths a node can run (spec.srv6.datapath, nodes[].srv6.datapath)
+SRV6_DATAPATHS = ("auto", "kernel", "bpf")
+
+
 class Decap4(StrEnum):
     END_DX4 = "End.DX4"
     END_DT4 = "End.DT4"
@@ -136,6 +140,9 @@ class Srv6Options:
     policies: tuple[Srv6Policy, ...] = ()
     #: the smallest MTU on the paths encapsulated packets take (uplinks, ToRs, spines, WAN)
     underlay_mtu: int = 1500
+    #: which SRv6 datapath nodes run: `auto` (kernel seg6 where the capability probe finds it
+    #: working, else eBPF), `kernel` or `bpf`; a node may override it
+    datapath: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +214,8 @@ class Node:
     ipv4_blocks: tuple[IPv4Network, ...] = ()
     ipv6_blocks: tuple[IPv6Network, ...] = ()
     router_id: IPv4Address | None = None
+    #: this node's SRv6 datapath, overriding spec.srv6.datapath (None: the fabric's)
+    srv6_datapath: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,3 +20,14 @@ def ifname(neighbor: str) -> str:
         return neighbor
     digest = hashlib.sha256(neighbor.encode()).hexdigest()[:4]
     return f"{neighbor[:10]}-{digest}"
+
+
+#: the host end of every pod's veth made by the CNI plugin: 'flr' + 12 hex digits (cni/verbs.py
+#: makes them; the speaker attaches the eBPF encapsulation to them)
+POD_VETH_PREFIX = "flr"
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_pod_veth(name: str) -> bool:
+    return len(name) == MAX_IFNAME and name.startswith(POD_VETH_PREFIX) \
+        and set(name[len(POD_VETH_PREFIX):]) <= _HEX

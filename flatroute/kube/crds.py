@@ -169,6 +169,8 @@ def fabric_config_spec() -> S:
             "locatorLength": _int("each node locator's length (64)", 16, 112),
             "policies": _list("SRv6 policies", policy, 256),
             "underlayMtu": _int("smallest MTU on the encapsulated paths (1500)", 1280, 9216),
+            "datapath": _str("SRv6 datapath: auto (kernel seg6 where the probe finds it, else "
+                             "eBPF), kernel or bpf", enum=["auto", "kernel", "bpf"]),
         }),
         "wan": _obj("routers joining the sites", {"routers": _list("WAN routers",
                                                                    _router(False), 256)}),
@@ -243,7 +245,7 @@ def node_state_spec() -> S:
         "podBlocks": _obj("pod blocks", {"ipv4": NETS, "ipv6": NETS}),
         "srv6": _obj("SRv6", {
             "enabled": _bool("on"), "encapMode": _str("", enum=["encap", "encap.red"]),
-            "locator": PREFIX,
+            "datapath": _str("", enum=["auto", "kernel", "bpf"]), "locator": PREFIX,
             "localSids": _list("seg6local SIDs", _obj("", {
                 "sid": IPV6, "behavior": _str("", enum=["End", "End.DX4", "End.DX6",
                                                        "End.DT4", "End.DT6", "End.DT46"])},
@@ -277,7 +279,13 @@ def node_state_status() -> S:
             "sids": _list("seg6local SIDs installed", IPV6, 16),
         }),
         "missingFeatures": _list("kernel features missing (e.g. vrf)", _str("", maxLength=64),
-                                 16),
+                                 32),
+        "srv6Datapath": _str("the SRv6 datapath the speaker runs", enum=["kernel", "bpf"]),
+        "capabilities": _list("the kernel capability probe: every check, with the reason of "
+                              "each no", _obj("", {
+                                  "name": _str("check", maxLength=64), "ok": _bool("works"),
+                                  "reason": _str("why not, in the kernel's words",
+                                                 maxLength=1024)}, ["name", "ok"]), 64),
         "lastError": _str("last apply error; empty when the last apply succeeded",
                           maxLength=4096),
         "conditions": CONDITIONS,

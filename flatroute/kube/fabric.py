@@ -21,6 +21,8 @@ Node fields:
   the annotation flatroute.dev/uplinks (JSON, as in the fabric file) overrides them;
   otherwise the controller allocates from the ToR subnet and keeps it in the ledger
 - asn / routerId: optional pins, annotations flatroute.dev/asn and flatroute.dev/router-id
+- srv6.datapath: the annotation flatroute.dev/srv6-datapath (auto, kernel or bpf) overrides
+  the fabric's spec.srv6.datapath for that node
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ DEFAULT_ROLE_KEY = "flatroute.dev/role"
 ASN_ANNOTATION = "flatroute.dev/asn"
 ROUTER_ID_ANNOTATION = "flatroute.dev/router-id"
 UPLINKS_ANNOTATION = "flatroute.dev/uplinks"
+#: a node's own SRv6 datapath (auto, kernel or bpf), overriding spec.srv6.datapath
+DATAPATH_ANNOTATION = "flatroute.dev/srv6-datapath"
 
 Obj = Mapping[str, Any]
 _CONFIG_KEYS = ("asn", "bgp", "pods", "srv6", "wan", "sites")
@@ -227,6 +231,9 @@ def assemble(config: Obj, racks: Iterable[Obj], nodes: Iterable[Obj]) -> Assembl
         if ROUTER_ID_ANNOTATION in notes:
             entry["routerId"] = notes[ROUTER_ID_ANNOTATION]
             renames.append(("routerId", f"metadata.annotations[{ROUTER_ID_ANNOTATION}]"))
+        if DATAPATH_ANNOTATION in notes:
+            entry["srv6"] = {"datapath": str(notes[DATAPATH_ANNOTATION])}
+            renames.append(("srv6.datapath", f"metadata.annotations[{DATAPATH_ANNOTATION}]"))
         if UPLINKS_ANNOTATION in notes:
             try:
                 entry["uplinks"] = json.loads(str(notes[UPLINKS_ANNOTATION]))

@@ -149,6 +149,10 @@ class NodeStatus:
     sids: tuple[str, ...] = ()
     missing_features: tuple[str, ...] = ()
     last_error: str | None = None
+    #: kernel | bpf: the SRv6 datapath the speaker runs (None: SRv6 off)
+    datapath: str | None = None
+    #: the capability probe: (check, ok, reason)
+    capabilities: tuple[tuple[str, bool, str], ...] = ()
     extra_conditions: tuple[Condition, ...] = field(default=())
 
     def conditions(self) -> list[Condition]:
@@ -194,6 +198,11 @@ class NodeStatus:
             "missingFeatures": sorted(self.missing_features),
             "lastError": self.last_error or "",
         }
+        if self.datapath:
+            doc["srv6Datapath"] = self.datapath
+        if self.capabilities:
+            doc["capabilities"] = [strip_nulls({"name": n, "ok": ok, "reason": why or None})
+                                   for n, ok, why in self.capabilities]
         if self.generation is not None:
             doc["observedGeneration"] = self.generation
         if self.spec_hash:

@@ -100,6 +100,8 @@ class NodePlan:
     ipv6_blocks: tuple[IPv6Network, ...]
     locator: IPv6Network | None
     sids: tuple[Sid, ...]
+    #: auto | kernel | bpf: the fabric's spec.srv6.datapath or the node's own
+    srv6_datapath: str = "auto"
 
     def sid(self, behavior: Behavior) -> IPv6Address | None:
         for s in self.sids:

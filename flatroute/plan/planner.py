@@ -211,7 +211,7 @@ class _Planner:
             key = (rack, site.name, site.ipv4_pools, site.ipv6_pools, site.locator_block,
                    f.asn, f.pods, f.bgp.ipv4_over_ipv6, f.srv6.enabled, f.srv6.scope,
                    f.srv6.decap_ipv4, f.srv6.decap_ipv6, f.srv6.locator_length,
-                   self.rack_asns.get(rack_name))
+                   f.srv6.datapath, self.rack_asns.get(rack_name))
             self._rack_keys[rack_name] = key
         return key
 
@@ -449,6 +449,7 @@ class _Planner:
             ipv6_blocks=cast(tuple[IPv6Network, ...],
                              tuple([parse_net(b) for b in e.ipv6_blocks])),
             locator=locator, sids=sids,
+            srv6_datapath=node.srv6_datapath or f.srv6.datapath,
         )
 
     def _peers(self, tor: Router, a4: IPv4Address | None, a6: IPv6Address | None,
