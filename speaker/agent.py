@@ -21,19 +21,31 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from ipaddress import IPv6Network
+from typing import Any, Protocol
 
 from flatroute import ROUTE_PROTOCOL, nodestate
 from flatroute.errors import AdapterError, FlatrouteError, InvalidInput, field_error
-from flatroute.fabric.naming import ifname
+from flatroute.fabric.naming import ifname, is_pod_veth
 from flatroute.files import write_atomic
 from flatroute.logging import get_logger
 from flatroute.nodefile import NodeFile
 from flatroute.nodestate import NodeState
-from speaker import announce, exabgp_config, ndisc, reconcile, unnumbered
+from speaker import (
+    announce,
+    exabgp_config,
+    linkwatch,
+    ndisc,
+    reconcile,
+    srv6_bpf,
+    unnumbered,
+)
 from speaker.announce import Announcement
 from speaker.bfd import Bfdd
+from speaker.bpf.maps import EncapEntry, LocatorEntry, SidEntry
+from speaker.capabilities import DatapathUnavailable, choose_datapath
 from speaker.exabgp_json import Event, Shutdown
 from speaker.exabgp_process import ExaBGP, bridge_command
 from speaker.metrics import Metrics
@@ -45,6 +57,8 @@ from speaker.status import SessionStatus, SpeakerStatus, now_iso
 DEFAULT_CONFIG_DIR = "/etc/flatroute"
 DEFAULT_RUN_DIR = "/run/flatroute"
 DEFAULT_STATE_DIR = "/var/lib/flatroute"
+#: where the eBPF SRv6 datapath pins its programs and maps (inside a bpffs)
+DEFAULT_BPF_DIR = "/sys/fs/bpf/flatroute"
 
 
 #: seconds a restarted session must have been up, with End-of-RIB seen, before the paths held
@@ -74,6 +88,7 @@ class Options:
     #: longest time learned paths of a (re)starting peer are held; default: 2x hold time
     restart_hold: float | None = None
     exabgp_command: tuple[str, ...] | None = None
+    bpf_dir: str = DEFAULT_BPF_DIR
 
     @property
     def node_state_path(self) -> str:
@@ -118,6 +133,8 @@ class Desired:
     state: NodeState
     generation: str
     md5: str | None
+    #: kernel | bpf, chosen from state.srv6_datapath and the capability probe (None: no SRv6)
+    datapath: str | None = None
 
 
 def load(opts: Options) -> Desired:
@@ -157,10 +174,15 @@ class _Report:
 
 
 class Agent:
-    def __init__(self, opts: Options, *, kernel: KernelAdapter | None = None) -> None:
+    def __init__(self, opts: Options, *, kernel: KernelAdapter | None = None,
+                 bpf: Callable[[str], BpfAdapter] | None = None) -> None:
         self.opts = opts
         self.log = get_logger(node=opts.node)
         self.kernel: KernelAdapter = kernel or Kernel(ROUTE_PROTOCOL)
+        self._bpf_factory = bpf or _real_bpf
+        self.bpf: BpfAdapter | None = None  # the eBPF datapath, once it was used
+        self.bpf_report: dict[str, Any] | None = None
+        self.datapath: str | None = None
         self.sessions = Sessions()
         self.trigger = threading.Event()
         self.stopping = threading.Event()
@@ -194,6 +216,11 @@ class Agent:
             self.trigger.set()
         self.log.debug("exabgp_event", kind=type(event).__name__)
 
+    def _on_link(self, name: str) -> None:
+        """A pod's host veth appeared: on the eBPF datapath, attach to it now, not next pass."""
+        if self.datapath == "bpf" and is_pod_veth(name):
+            self.trigger.set()
+
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> int:
         os.makedirs(self.opts.run_dir, exist_ok=True)
@@ -203,6 +230,7 @@ class Agent:
         signal.signal(signal.SIGHUP, lambda *_: self.trigger.set())
         if self.opts.metrics_port is not None:
             self.metrics.serve(self.opts.metrics_port, self.opts.metrics_addr)
+        linkwatch.watch(self._on_link, self.stopping)
         self.log.info("speaker_started", node_state=self.opts.node_state_path,
                       run_dir=self.opts.run_dir)
         try:
@@ -264,6 +292,19 @@ class Agent:
             return "invalid node state, nothing of it applied: " + "; ".join(
                 str(e) for e in exc.errors)
         self.report.seen_generation = new.generation
+        if new.state.srv6_enabled:
+            feats = self.kernel.features()
+            try:
+                new.datapath = choose_datapath(new.state.srv6_datapath, feats.caps)
+            except DatapathUnavailable as exc:
+                self.report.seen_generation = None
+                self.log.error("srv6_datapath_unavailable", wanted=new.state.srv6_datapath,
+                               reason=str(exc))
+                return (f"invalid node state, nothing of it applied: "
+                        f"{self.opts.node_state_path}: spec.srv6.datapath: {exc}")
+            if self.datapath != new.datapath:
+                self.log.info("srv6_datapath_chosen", wanted=new.state.srv6_datapath,
+                              datapath=new.datapath)
         if self.desired is None or new.generation != self.desired.generation \
                 or new.md5 != self.desired.md5:
             self.log.info("node_state_loaded", generation=new.generation)
@@ -275,7 +316,7 @@ class Agent:
         self.resolved = d
         st = d.state
         if self.static_done != d.generation:
-            errors += self._apply_node_settings(st)
+            errors += self._apply_node_settings(st, d.datapath)
             self.static_done = d.generation if not errors else ""
         self.sessions.configure({str(p.address): (p.name, d.md5 is not None) for p in st.peers},
                                 st.asn)
@@ -285,7 +326,7 @@ class Agent:
             errors.append(str(exc))
         errors += self._bfd(st)
         self.sessions.never_connected(after=max(3.0, st.bgp.hold_time / 3))
-        errors += self._kernel(st)
+        errors += self._kernel(st, d.datapath)
         if not errors:
             self.report.applied_at = now_iso()
             self.applied_generation = d.generation
@@ -328,30 +369,34 @@ class Agent:
                     router = found
             self.links[dev] = unnumbered.LinkAddresses(router, self.kernel.link_local(dev))
         resolved, problems = unnumbered.resolve(d.state, self.links)
-        return Desired(resolved, d.generation, d.md5), errors + problems
+        return Desired(resolved, d.generation, d.md5, d.datapath), errors + problems
 
-    def _apply_node_settings(self, st: NodeState) -> list[str]:
+    def _apply_node_settings(self, st: NodeState, datapath: str | None) -> list[str]:
         errors: list[str] = []
         k = self.kernel
         uplinks = [ifname(u.tor) for u in st.uplinks]
         settings = [("net.ipv4.ip_forward", "1"), ("net.ipv6.conf.all.forwarding", "1"),
                     ("net.ipv4.conf.all.rp_filter", "0"), ("net.ipv4.conf.default.rp_filter", "0"),
                     ("net.ipv4.conf.lo.rp_filter", "0")]
-        if st.srv6_enabled and k.features().seg6:
+        kernel_srv6 = st.srv6_enabled and datapath == "kernel"
+        if kernel_srv6:
             settings += [("net.ipv6.conf.all.seg6_enabled", "1"),
+                         # the outer flow label from the flow hash, as the eBPF datapath sets
+                         # it: ECMP in the underlay spreads flows, and both put the same bytes
+                         ("net.ipv6.seg6_flowlabel", "1"),
                          ("net.ipv6.conf.default.seg6_enabled", "1"),
                          ("net.ipv6.conf.lo.seg6_enabled", "1")]
         for dev in uplinks:
             if not os.path.exists(f"/proc/sys/net/ipv4/conf/{dev}"):
                 continue  # reported below as a missing uplink
             settings.append((f"net.ipv4.conf.{dev}.rp_filter", "0"))
-            if st.srv6_enabled and k.features().seg6:
+            if kernel_srv6:
                 settings.append((f"net.ipv6.conf.{dev}.seg6_enabled", "1"))
         for key, value in settings:
             err = k.set_sysctl(key, value)
             if err:
                 errors.append(f"sysctl {err}")
-        if st.srv6_enabled:
+        if kernel_srv6:
             try:
                 k.ensure_sid_device(reconcile.SID_DEVICE)  # seg6local routes point at it
                 src = st.source_address
@@ -486,11 +531,27 @@ class Agent:
                 held.add(ifname(p.name))
         return held
 
-    def _kernel(self, st: NodeState) -> list[str]:
+    def _kernel(self, st: NodeState, datapath: str | None) -> list[str]:
         k = self.kernel
         feats = k.features()
+        errors: list[str] = []
         encap_dev = next((ifname(u.tor) for u in st.uplinks if k.link_up(ifname(u.tor))), None)
-        srv6, skipped = reconcile.srv6_routes(st, vrf=feats.vrf, encap_device=encap_dev)
+        on_bpf = datapath == "bpf"
+        # One route model for both datapaths; the eBPF programs look up in the main table
+        # themselves, so End.DT4/DT46 need no VRF there, and encapsulation no uplink device.
+        srv6, skipped = reconcile.srv6_routes(
+            st, vrf=feats.vrf or on_bpf,
+            encap_device=(encap_dev or reconcile.BPF_ENCAP_DEVICE) if on_bpf else encap_dev)
+        if self.datapath != datapath:
+            self.log.info("srv6_datapath_switched", previous=self.datapath, datapath=datapath)
+            self.datapath = datapath
+        if on_bpf and not self.drained():
+            errors += self._bpf_reconcile(st, srv6)
+            srv6 = []  # no seg6 route of ours stays in the kernel: the diff removes them
+        else:
+            errors += self._bpf_remove()
+            if on_bpf:
+                srv6 = []
         learned = reconcile.learned_routes(st, self.sessions.snapshot())
         actual = reconcile.speaker_owned(k.list_owned(), st)
         held = self._held_devices(st)
@@ -499,7 +560,6 @@ class Agent:
                 learned, [_only_devices(r, held) for r in actual if r.kind == "learned"])
             learned = [r for r in learned if r.nexthops]
         ops = reconcile.diff([*learned, *srv6], actual)
-        errors = []
         if ops:
             res = k.apply(ops)
             self.log.info("kernel_changed", ops=len(ops), applied=res.applied,
@@ -514,12 +574,87 @@ class Agent:
             counts = {"routes": sum(r.kind == "learned" for r in actual),
                       "encap": sum(r.kind == "encap" for r in actual),
                       "sids": sum(r.kind == "sid" for r in actual)}
+        if on_bpf and self.bpf_report and "entries" in self.bpf_report:
+            # the same contract on both datapaths: encapsulations and SIDs in force
+            counts["encap"] = self.bpf_report["entries"]["encap"]
+            counts["sids"] = self.bpf_report["entries"]["sids"]
         self.report.installed = counts
         self.report.skipped = [{"what": s.what, "reason": s.reason} for s in skipped]
         for kind, n in counts.items():
             self.metrics.routes.labels(self.opts.node, kind).set(n)
         self.metrics.missing_features.labels(self.opts.node).set(len(feats.missing))
+        for c in feats.caps.checks:
+            self.metrics.capability.labels(self.opts.node, c.name).set(1 if c.ok else 0)
+        for name in ("kernel", "bpf"):
+            self.metrics.datapath.labels(self.opts.node, name).set(1 if datapath == name else 0)
         return errors
+
+    # -- the eBPF SRv6 datapath ----------------------------------------------------------------
+    def _bpf_reconcile(self, st: NodeState, routes: list[Route]) -> list[str]:
+        """Maps and attachments to match the planned SRv6 routes (level-triggered, ours only)."""
+        try:
+            if self.bpf is None:
+                self.bpf = self._bpf_factory(self.opts.bpf_dir)
+            dp = self.bpf
+            dp.load()
+            uplinks = [ifname(u.tor) for u in st.uplinks]
+            present = list_links()
+            pods = [n for n in present if is_pod_veth(n)]
+            loc = st.locator if isinstance(st.locator, IPv6Network) else None
+            want, problems = srv6_bpf.desired(routes, source=st.source_address,
+                                              locator=loc, uplinks=uplinks,
+                                              pod_veths=pods)
+            have: list[srv6_bpf.Entry] = [*dp.list_encap(), *dp.list_sids(),
+                                          *dp.list_locators()]
+            put, delete = srv6_bpf.diff(want.entries, have)
+            failures = dp.apply(put=put, delete=delete) if put or delete else []
+            attached = dp.attached()
+            attach, detach = srv6_bpf.attach_diff(want.attach, attached, present)
+            for dev, prog in attach:
+                dp.attach(dev, prog)
+            for dev in detach:
+                dp.detach(dev)
+            if put or delete or attach or detach:
+                self.log.info("bpf_datapath_changed", put=len(put), deleted=len(delete),
+                              attached=[d for d, _ in attach], detached=detach,
+                              failed=len(failures))
+                attached = dp.attached()
+            counters = dp.counters()
+            now: list[srv6_bpf.Entry] = [*dp.list_encap(), *dp.list_sids(),
+                                         *dp.list_locators()] if put or delete else have
+        except AdapterError as exc:
+            self.bpf_report = {"pinDir": self.opts.bpf_dir, "error": str(exc)}
+            return [f"eBPF SRv6 datapath: {exc}"]
+        ents = srv6_bpf.counts(now)
+        self.bpf_report = {"pinDir": self.opts.bpf_dir, "entries": ents,
+                           "attached": attached, "counters": counters}
+        for name, n in ents.items():
+            self.metrics.bpf_entries.labels(self.opts.node, name).set(n)
+        for name, n in counters.items():
+            self.metrics.bpf_packets.labels(self.opts.node, name).set(n)
+        missing = sorted(d for d in want.attach if d not in present)
+        errors = [f"eBPF SRv6: {p}" for p in problems]
+        errors += [f"eBPF SRv6 map entry {e}: {why}" for e, why in failures]
+        errors += [f"eBPF SRv6: uplink {d} not found" for d in missing if d in uplinks]
+        return errors
+
+    def _bpf_remove(self) -> list[str]:
+        """Drained, switched to the kernel datapath or SRv6 off: every pin and filter goes."""
+        if self.bpf is None:
+            if not os.path.exists(self.opts.bpf_dir):
+                return []
+            try:
+                self.bpf = self._bpf_factory(self.opts.bpf_dir)
+            except AdapterError as exc:
+                return [f"eBPF SRv6 datapath: {exc}"]
+        try:
+            self.bpf.remove()
+        except AdapterError as exc:
+            return [f"eBPF SRv6 datapath: cannot remove: {exc}"]
+        self.log.info("bpf_datapath_removed", pin_dir=self.opts.bpf_dir)
+        self.bpf = None
+        self.bpf_report = None
+        return []
 
     # -- status ------------------------------------------------------------------------------
     def status(self) -> SpeakerStatus:
@@ -545,8 +680,10 @@ class Agent:
         self.metrics.exabgp_starts.labels(self.opts.node).set(self.exabgp.starts)
         announced = tuple(sorted({a.prefix for a in self.applied}))
         feats: tuple[str, ...] = ()
+        caps: dict[str, Any] = {}
         with contextlib.suppress(Exception):
             feats = self.kernel.features().missing
+            caps = self.kernel.features().caps.to_doc()
         return SpeakerStatus(
             node=self.opts.node, pid=os.getpid(), updated_at=now_iso(now),
             generation=self.applied_generation, applied_at=self.report.applied_at,
@@ -558,6 +695,7 @@ class Agent:
             skipped=tuple(self.report.skipped), missing_kernel_features=feats,
             exabgp={"running": self.exabgp.alive(), "starts": self.exabgp.starts,
                     "lastExit": self.exabgp.last_exit},
+            datapath=self.datapath, capabilities=caps, bpf=self.bpf_report,
         )
 
     def write_status(self) -> None:
@@ -565,6 +703,36 @@ class Agent:
             write_atomic(self.opts.status_path, self.status().to_json())
         except OSError as exc:
             self.log.error("status_write_failed", path=self.opts.status_path, error=str(exc))
+
+
+class BpfAdapter(Protocol):
+    """speaker.bpf.datapath.BpfDatapath, as the agent uses it (a fake in unit tests)."""
+
+    def load(self) -> None: ...
+    def attach(self, ifname: str, prog: str) -> bool: ...
+    def attached(self) -> dict[str, str]: ...
+    def detach(self, ifname: str) -> None: ...
+    def list_encap(self) -> list[EncapEntry]: ...
+    def list_sids(self) -> list[SidEntry]: ...
+    def list_locators(self) -> list[LocatorEntry]: ...
+    def apply(self, *, put: Sequence[srv6_bpf.Entry] = (),
+              delete: Sequence[srv6_bpf.Entry] = ()) -> list[tuple[object, str]]: ...
+    def counters(self) -> dict[str, int]: ...
+    def remove(self) -> None: ...
+
+
+def _real_bpf(pin_dir: str) -> BpfAdapter:
+    from speaker.bpf.datapath import BpfDatapath
+
+    return BpfDatapath(pin_dir)
+
+
+def list_links() -> list[str]:
+    """Interface names of this network namespace (sysfs: `ip netns exec` remounts it)."""
+    try:
+        return sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        return []
 
 
 def _only_devices(r: Route, devices: set[str]) -> Route:
@@ -577,4 +745,5 @@ def agent_from_args(args: Any) -> Agent:
         node=args.node, state_dir=args.state_dir, run_dir=args.run_dir,
         config_dir=args.config_dir, node_state_file=args.node_state, node_file=args.node_file,
         status_file=args.status_file, metrics_port=args.metrics_port,
-        metrics_addr=args.metrics_listen or "", interval=args.interval))
+        metrics_addr=args.metrics_listen or "", interval=args.interval,
+        bpf_dir=getattr(args, "bpf_dir", None) or DEFAULT_BPF_DIR))

@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="address for the metrics endpoint (default: all)")
     run.add_argument("--interval", type=float, default=5.0,
                      help="seconds between full reconcile passes (default: %(default)s)")
+    run.add_argument("--bpf-dir", default="/sys/fs/bpf/flatroute",
+                     help="where the eBPF SRv6 datapath pins its programs and maps; must be "
+                     "inside a mounted bpffs (default: %(default)s)")
     run.add_argument("--log-format", choices=("json", "console"), default="json")
     run.add_argument("--log-level", default="info")
     from speaker.kube_bridge import add_arguments as kube_arguments
@@ -56,6 +59,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _common(st)
     st.add_argument("--json", action="store_true", help="the status document as JSON")
     st.set_defaults(func=cmd_status)
+
+    pr = ssub.add_parser("probe", help="what this kernel can do for SRv6 (kernel seg6, VRF, "
+                         "eBPF), tried in a throw-away network namespace")
+    pr.add_argument("--json", action="store_true", help="the result as JSON")
+    pr.set_defaults(func=cmd_probe)
+    doc = sub.add_parser("doctor", help="check this machine before installing: the kernel's "
+                         "SRv6 and eBPF capabilities and the datapath `auto` would choose")
+    doc.add_argument("--json", action="store_true", help="the result as JSON")
+    doc.set_defaults(func=cmd_probe)
+
+    end = ssub.add_parser("end-sid", help="program an SRv6 End SID with the eBPF datapath on "
+                          "every interface of this host (for a Linux router whose kernel has "
+                          "no seg6local); idempotent")
+    end.add_argument("--sid", required=True, help="the End SID (IPv6)")
+    end.add_argument("--locator", required=True, help="the router's locator: packets to a "
+                     "SID in it other than --sid are dropped and counted, never looped")
+    end.add_argument("--bpf-dir", default="/sys/fs/bpf/flatroute-end",
+                     help="pin directory inside a mounted bpffs (default: %(default)s)")
+    end.add_argument("--remove", action="store_true", help="remove every program, filter, "
+                     "pin and map this command made")
+    end.set_defaults(func=cmd_end_sid)
 
     dr = ssub.add_parser("drain", help="withdraw every announcement on purpose (maintenance)")
     _common(dr)
@@ -103,6 +127,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     if st.is_stale():
         return 3
     return 0 if st.last_error is None else 1
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    import json
+
+    from speaker import capabilities
+
+    caps = capabilities.probe()
+    if args.json:
+        sys.stdout.write(json.dumps(caps.to_doc(), indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(capabilities.render_text(caps) + "\n")
+    return 0 if caps.kernel_srv6 or caps.bpf_srv6 else 1
+
+
+def cmd_end_sid(args: argparse.Namespace) -> int:
+    from speaker.endsid import program_end_sid, remove_end_sid
+
+    if args.remove:
+        remove_end_sid(args.bpf_dir)
+        print(f"removed the eBPF End SID datapath pinned in {args.bpf_dir}")
+        return 0
+    devices = program_end_sid(args.bpf_dir, args.sid, args.locator)
+    print(f"End SID {args.sid} on the eBPF datapath, at tc ingress of {', '.join(devices)}")
+    return 0
 
 
 def _poke(run_dir: str) -> None:

@@ -40,5 +40,19 @@ class Metrics:
                                       "kernel features the node state would need but lacks",
                                       ["node"], registry=self.registry)
 
+        self.capability = Gauge("flatroute_speaker_kernel_capability",
+                                "1 when the capability probe found the feature working",
+                                ["node", "check"], registry=self.registry)
+        self.datapath = Gauge("flatroute_speaker_srv6_datapath",
+                              "1 for the SRv6 datapath in use (kernel or bpf)",
+                              ["node", "datapath"], registry=self.registry)
+        self.bpf_entries = Gauge("flatroute_speaker_bpf_map_entries",
+                                 "entries in the eBPF SRv6 maps, by map", ["node", "map"],
+                                 registry=self.registry)
+        self.bpf_packets = Gauge("flatroute_speaker_bpf_packets",
+                                 "eBPF SRv6 datapath counters summed over CPUs (drops: no_sid, "
+                                 "sl_mismatch, too_big, fib_fail)", ["node", "counter"],
+                                 registry=self.registry)
+
     def serve(self, port: int, addr: str = "") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

@@ -25,6 +25,9 @@ V6_METRIC = 1024  # what the kernel gives IPv6 routes by default: keeps dumps an
 #: "unreachable route"), so the speaker makes an always-up device of its own (see
 #: KernelAdapter.ensure_sid_device).
 SID_DEVICE = "flrsid"
+#: what encapsulation routes name as their device on the eBPF datapath, where the program
+#: finds the way out itself (bpf_fib_lookup) and no route is written
+BPF_ENCAP_DEVICE = "(bpf)"
 #: behaviours that need a VRF device (absent on kernels without VRF support)
 NEEDS_VRF = (Behavior.END_DT4, Behavior.END_DT46)
 

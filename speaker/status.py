@@ -88,6 +88,12 @@ class SpeakerStatus:
     skipped: tuple[dict[str, str], ...] = ()
     missing_kernel_features: tuple[str, ...] = ()
     exabgp: dict[str, Any] = field(default_factory=dict)
+    #: kernel | bpf (null: SRv6 off or not chosen yet)
+    datapath: str | None = None
+    #: the capability probe's result (speaker.capabilities.Capabilities.to_doc())
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    #: the eBPF datapath: map entries, attached interfaces, per-CPU drop/packet counters
+    bpf: dict[str, Any] | None = None
 
     def is_stale(self, now: float | None = None) -> bool:
         return (now or time.time()) - parse_iso(self.updated_at) > STALE_AFTER
@@ -106,6 +112,8 @@ class SpeakerStatus:
             "skipped": [dict(s) for s in self.skipped],
             "missingKernelFeatures": list(self.missing_kernel_features),
             "exabgp": dict(self.exabgp),
+            "srv6Datapath": self.datapath, "capabilities": dict(self.capabilities),
+            "bpf": self.bpf,
         }
         return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
@@ -135,6 +143,8 @@ def parse(text: str, source: str = "<status>") -> SpeakerStatus:
                           for x in doc.get("skipped") or ()),
             missing_kernel_features=tuple(str(x) for x in doc.get("missingKernelFeatures") or ()),
             exabgp=dict(doc.get("exabgp") or {}),
+            datapath=doc.get("srv6Datapath"), capabilities=dict(doc.get("capabilities") or {}),
+            bpf=dict(doc["bpf"]) if isinstance(doc.get("bpf"), dict) else None,
         )
     except StatusError:
         raise
@@ -187,6 +197,17 @@ def render_text(st: SpeakerStatus, now: float | None = None) -> str:
         lines.append(f"not installed: {sk['what']}: {sk['reason']}")
     for f in st.missing_kernel_features:
         lines.append(f"missing kernel feature: {f}")
+    if st.datapath:
+        lines.append(f"srv6 datapath: {st.datapath}")
+    if st.bpf:
+        ents = st.bpf.get("entries") or {}
+        lines.append("bpf maps: " + ", ".join(f"{k} {v}" for k, v in sorted(ents.items()))
+                     + f"  (pinned in {st.bpf.get('pinDir')})")
+        att = st.bpf.get("attached") or {}
+        lines.append("bpf programs: " + (", ".join(f"{d} {p}" for d, p in sorted(att.items()))
+                                         or "none attached"))
+        lines.append("bpf counters: " + ", ".join(
+            f"{k} {v}" for k, v in sorted((st.bpf.get("counters") or {}).items())))
     ex = st.exabgp
     lines.append(f"exabgp: {'running' if ex.get('running') else 'NOT running'}, "
                  f"started {ex.get('starts', 0)}x"
