@@ -36,6 +36,10 @@ def down(prefix: str, *, say: Callable[[str], None], root: Path = DEFAULT_ROOT) 
     if namespaces:
         say(f"removing {len(namespaces)} namespaces")
         host.netns_del(reversed(namespaces))
+    if state is not None and state.bpffs:
+        # every pin of the lab's eBPF datapaths; the filters went with the namespaces
+        host.umount(Path(state.bpffs))
     if directory.exists():
+        host.umount(directory / "bpf")
         shutil.rmtree(directory, ignore_errors=True)
     return len(namespaces)

@@ -48,6 +48,10 @@ class LabState:
     pods_per_node: int = 2
     kubernetes: bool = False
     api_url: str = ""
+    #: the lab's own bpffs (pins of every node's and router's eBPF SRv6 datapath), once mounted
+    bpffs: str = ""
+    #: the SRv6 datapath of the routers with an End SID (kernel | bpf), per router
+    router_datapaths: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:

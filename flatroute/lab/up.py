@@ -14,6 +14,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from ipaddress import IPv6Address
 from pathlib import Path
 
 import yaml
@@ -25,7 +26,7 @@ from flatroute.lab import frr, host, pods
 from flatroute.lab.state import DEFAULT_ROOT, LabState, Proc, lab_dir, load
 from flatroute.lab.topology import Role, Topology, build
 from flatroute.plan import load_ledger, plan
-from flatroute.plan.model import Plan
+from flatroute.plan.model import FUNCTION, Behavior, Plan
 from speaker.status import StatusError
 from speaker.status import read as read_status
 
@@ -152,11 +153,12 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
                                            str(copy), "--state-dir", str(state_dir),
                                            "--interval", "2"])
     topo = build(fabric, the_plan, state.prefix, pods_per_node)
+    router_datapath = _srv6_datapaths(state, fabric, say)
     say(f"[2/6] network: {len(topo.routers)} routers, {len(topo.nodes)} nodes, "
         f"{len(topo.links)} links")
     _network(state, topo)
     say("[3/6] routers: FRR with the configs `flatroute render --platform frr` produces")
-    _routers(state, topo, fabric, the_plan)
+    _routers(state, topo, fabric, the_plan, router_datapath)
     _fault_point("routers")
     say("[4/6] speakers: one per node, real ExaBGP toward its ToRs")
     mode: list[str] = []
@@ -171,6 +173,7 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
             *flatroute_cmd(), "speaker", "run", *mode, "--node", node.name,
             "--state-dir", str(state_dir), "--run-dir", str(ndir / "run"),
             "--node-file", str(ndir / "node.json"),
+            "--bpf-dir", str(Path(state.bpffs) / node.name),
             # each node is its own namespace: the same port on every node's loopback
             "--metrics-port", str(METRICS_PORT), "--metrics-listen", "127.0.0.1"])
     _wait_sessions(topo, directory)
@@ -259,7 +262,30 @@ def _network(state: LabState, topo: Topology) -> None:
         host.ip_batch(ns, lines)
 
 
-def _routers(state: LabState, topo: Topology, fabric: Fabric, the_plan: Plan) -> None:
+def _srv6_datapaths(state: LabState, fabric: Fabric, say: Say) -> str | None:
+    """The lab's bpffs (the eBPF datapath pins there: `ip netns exec` hides /sys/fs/bpf), and
+    the datapath for the routers' End SIDs, chosen as the speakers choose theirs."""
+    if not fabric.srv6.enabled:
+        return None
+    from speaker.capabilities import DatapathUnavailable, choose_datapath, probe
+
+    bpffs = state.dir / "bpf"
+    state.bpffs = str(bpffs)
+    state.save()
+    host.mount_bpffs(bpffs)
+    caps = probe()
+    try:
+        chosen = choose_datapath(fabric.srv6.datapath, caps)
+    except DatapathUnavailable as exc:
+        raise LabError(f"spec.srv6.datapath {fabric.srv6.datapath}: {exc}") from exc
+    say(f"      SRv6 datapath ({fabric.srv6.datapath}): {chosen}"
+        + ("" if caps.kernel_srv6 else " (this kernel has no seg6: "
+           + caps.why_not(("seg6.encap",)) + ")"))
+    return chosen
+
+
+def _routers(state: LabState, topo: Topology, fabric: Fabric, the_plan: Plan,
+             datapath: str | None = None) -> None:
     from flatroute.render import render
 
     files = render(fabric, the_plan, platform="frr", with_secrets=fabric.bgp.md5 is not None)
@@ -276,9 +302,21 @@ def _routers(state: LabState, topo: Topology, fabric: Fabric, the_plan: Plan) ->
             state.processes.append(proc)
         state.save()
         script = next((t for n, t in texts.items() if n.endswith(".sh")), None)
-        if script is not None:
+        router = fabric.routers()[r.name]
+        if script is not None and router.locator is not None:
             (rdir / "srv6.sh").write_text(script)
-            host.run(host.in_ns(r.ns, ["sh", str(rdir / "srv6.sh")]))
+            if datapath == "bpf":
+                # what the script itself falls back to on a kernel without seg6local
+                from speaker.endsid import program_end_sid
+
+                sid = IPv6Address(int(router.locator.network_address) + FUNCTION[Behavior.END])
+                program_end_sid(str(Path(state.bpffs) / r.name), str(sid), str(router.locator),
+                                netns=r.ns)
+                host.sysctl(r.ns, {"net.ipv6.conf.all.forwarding": "1"})
+            else:
+                host.run(host.in_ns(r.ns, ["sh", str(rdir / "srv6.sh")]))
+            state.router_datapaths[r.name] = datapath or "kernel"
+            state.save()
 
 
 def _wait_file(path: Path, timeout: float, message: str) -> None:

@@ -41,7 +41,9 @@ def status(state: LabState) -> list[str]:
     for r in topo.routers:
         peers = frr.bgp_summary(lab / "routers" / r.name)
         up = sum(1 for p in peers.values() if p["state"] == "Established")
-        lines.append(f"  {r.name:<14} {r.role.value:<6} sessions {up}/{len(peers)} established")
+        dp = state.router_datapaths.get(r.name)
+        lines.append(f"  {r.name:<14} {r.role.value:<6} sessions {up}/{len(peers)} established"
+                     + (f"  SRv6 End on the {dp} datapath" if dp else ""))
         for peer, info in sorted(peers.items()):
             fams = " ".join(f"{k}:{v}" for k, v in sorted(info["families"].items()))
             lines.append(f"    {peer:<28} {info.get('hostname') or '':<12} "
@@ -52,7 +54,16 @@ def status(state: LabState) -> list[str]:
         try:
             st = read_status(str(lab / "state" / "status" / f"{n.name}.json"))
             lines.append(f"    speaker applied generation {st.generation} at "
-                         f"{st.applied_at}")
+                         f"{st.applied_at}"
+                         + (f"; SRv6 datapath {st.datapath}" if st.datapath else ""))
+            if st.bpf:
+                ents = st.bpf.get("entries") or {}
+                drops = {k: v for k, v in (st.bpf.get("counters") or {}).items()
+                         if k in ("no_sid", "sl_mismatch", "too_big", "fib_fail")}
+                lines.append("    eBPF: " + ", ".join(f"{k} {v}" for k, v in
+                                                      sorted(ents.items()))
+                             + f"; {len(st.bpf.get('attached') or {})} interfaces; drops "
+                             + ", ".join(f"{k} {v}" for k, v in sorted(drops.items())))
         except StatusError:
             lines.append("    speaker status: not reported yet")
         routes = host.run(host.in_ns(n.ns, ["ip", "-6", "route", "show", "proto", "70"]),

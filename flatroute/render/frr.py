@@ -178,6 +178,12 @@ def srv6_script(view: RouterView, platform: str) -> str:
         "#",
         f"# The SRv6 End SID of {view.router.name}: FRR 8.4 (bgpd, zebra) cannot program static",
         "# SRv6 SIDs, so run this once at boot, next to the FRR configuration. Idempotent.",
+        "# Kernel seg6local needs CONFIG_IPV6_SEG6_LWTUNNEL; on a kernel without it (route add",
+        "# fails: 'lwt encapsulation type not supported') the same End runs on flatroute's eBPF",
+        "# datapath (`flatroute speaker end-sid`, tc at ingress of every interface; needs a",
+        "# kernel with BTF and clsact, and flatroute installed; `flatroute doctor` tells).",
+        "# FLATROUTE_SRV6_DATAPATH=bpf goes straight to the eBPF datapath; FLATROUTE_BPF_DIR is",
+        "# where it pins (inside a bpffs; default /sys/fs/bpf/flatroute-end).",
         "set -eu",
         "sysctl -qw net.ipv6.conf.all.forwarding=1",
         "sysctl -qw net.ipv6.conf.all.seg6_enabled=1",
@@ -192,7 +198,13 @@ def srv6_script(view: RouterView, platform: str) -> str:
         "fi",
         "ip link set flrsid up",
         "ip link set flrsid0 up 2>/dev/null || true",
-        f"ip -6 route replace {view.end_sid}/128 encap seg6local action End dev flrsid",
+        'if [ "${FLATROUTE_SRV6_DATAPATH:-auto}" != bpf ] && ip -6 route replace '
+        f"{view.end_sid}/128 encap seg6local action End dev flrsid; then",
+        "  exit 0",
+        "fi",
+        "echo 'the End SID runs on the eBPF datapath (no kernel seg6local, or asked for)' >&2",
+        f"exec flatroute speaker end-sid --sid {view.end_sid} --locator {view.router.locator} "
+        '--bpf-dir "${FLATROUTE_BPF_DIR:-/sys/fs/bpf/flatroute-end}"',
     ]
     return "\n".join(out) + "\n"
 

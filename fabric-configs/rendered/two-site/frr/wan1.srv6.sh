@@ -8,6 +8,12 @@
 #
 # The SRv6 End SID of wan1: FRR 8.4 (bgpd, zebra) cannot program static
 # SRv6 SIDs, so run this once at boot, next to the FRR configuration. Idempotent.
+# Kernel seg6local needs CONFIG_IPV6_SEG6_LWTUNNEL; on a kernel without it (route add
+# fails: 'lwt encapsulation type not supported') the same End runs on flatroute's eBPF
+# datapath (`flatroute speaker end-sid`, tc at ingress of every interface; needs a
+# kernel with BTF and clsact, and flatroute installed; `flatroute doctor` tells).
+# FLATROUTE_SRV6_DATAPATH=bpf goes straight to the eBPF datapath; FLATROUTE_BPF_DIR is
+# where it pins (inside a bpffs; default /sys/fs/bpf/flatroute-end).
 set -eu
 sysctl -qw net.ipv6.conf.all.forwarding=1
 sysctl -qw net.ipv6.conf.all.seg6_enabled=1
@@ -21,4 +27,8 @@ if ! ip link show flrsid >/dev/null 2>&1; then
 fi
 ip link set flrsid up
 ip link set flrsid0 up 2>/dev/null || true
-ip -6 route replace fcbb:bb00:ff::1/128 encap seg6local action End dev flrsid
+if [ "${FLATROUTE_SRV6_DATAPATH:-auto}" != bpf ] && ip -6 route replace fcbb:bb00:ff::1/128 encap seg6local action End dev flrsid; then
+  exit 0
+fi
+echo 'the End SID runs on the eBPF datapath (no kernel seg6local, or asked for)' >&2
+exec flatroute speaker end-sid --sid fcbb:bb00:ff::1 --locator fcbb:bb00:ff::/48 --bpf-dir "${FLATROUTE_BPF_DIR:-/sys/fs/bpf/flatroute-end}"
