@@ -20,3 +20,11 @@ def netns() -> Iterator[Netns]:
         yield ns
     finally:
         ns.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per test the kernel cannot run (the probe's reason): CI prints them."""
+    from tests.netns_util import NOT_RUN
+
+    for test_id, reason in NOT_RUN:
+        terminalreporter.write_line(f"NOT RUN (kernel lacks it): {test_id}: {reason}")

@@ -15,6 +15,8 @@ from contextlib import contextmanager, suppress
 
 import pytest
 
+from speaker.capabilities import Capabilities
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -89,3 +91,35 @@ def netns_set() -> Iterator[Netns]:
         yield ns
     finally:
         ns.close()
+
+
+# -- kernel features, as the capability probe finds them -------------------------------------------
+#: tests not run because the probe proved the kernel lacks what they test: (test id, reason)
+NOT_RUN: list[tuple[str, str]] = []
+_CAPS: list[Capabilities] = []
+
+
+def capabilities() -> Capabilities:
+    """The speaker's capability probe, run once per test session (a throw-away namespace)."""
+    if not _CAPS:
+        from speaker.capabilities import probe
+
+        _CAPS.append(probe())
+    return _CAPS[0]
+
+
+def need_kernel_srv6(test_id: str = "") -> None:
+    """The one allowed skip: a test of kernel seg6 on a kernel the probe proves lacks it.
+
+    Reported as "not run" with the probe's reason in a line CI prints (tests/conftest.py); the
+    same behaviour is tested on the eBPF datapath.
+    """
+    from speaker.capabilities import KERNEL_NEEDS
+
+    need_root()
+    caps = capabilities()
+    if not caps.kernel_srv6:
+        reason = "kernel seg6 absent, per the capability probe: " + caps.why_not(KERNEL_NEEDS)
+        NOT_RUN.append((test_id or os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0],
+                        reason))
+        pytest.skip(f"NOT RUN: {reason}")

@@ -75,6 +75,15 @@ class Lab:
     def status_file(self) -> str:
         return os.path.join(self.state_dir, "status", "n1.json")
 
+    @property
+    def bpffs(self) -> str:
+        """This lab's own bpffs: the speaker's eBPF datapath pins under it."""
+        return os.path.join(self.tmp, "bpf")
+
+    @property
+    def bpf_dir(self) -> str:
+        return os.path.join(self.bpffs, "n1")
+
 
 def frr_config(tor: Tor, *, v6_session: bool = False, rfc8950: bool = False, md5: str | None = None,
                bfd: bool = False) -> str:
@@ -105,8 +114,21 @@ def frr_config(tor: Tor, *, v6_session: bool = False, rfc8950: bool = False, md5
 
 
 def build(netns: Netns, n_tors: int = 1) -> Lab:
+    """The lab; on any failure, everything made so far is removed before the error goes on."""
     lab = Lab(netns, tmp=tempfile.mkdtemp(prefix="ftspk"))
+    try:
+        _build(lab, n_tors)
+    except BaseException:
+        cleanup(lab)
+        raise
+    return lab
+
+
+def _build(lab: Lab, n_tors: int) -> None:
+    netns = lab.netns
     os.chmod(lab.tmp, 0o755)
+    os.makedirs(lab.bpffs)
+    sh("mount", "-t", "bpf", "bpf", lab.bpffs)
     lab.node_ns = netns.add("node")
     for i in range(1, n_tors + 1):
         name = f"tor{i}"
@@ -124,7 +146,6 @@ def build(netns: Netns, n_tors: int = 1) -> Lab:
         os.makedirs(tor.dir)
         shutil.chown(tor.dir, "frr", "frr")
         lab.tors.append(tor)
-    return lab
 
 
 def start_frr(tor: Tor, config: str, *, bfd: bool = False) -> None:
@@ -206,7 +227,7 @@ def start_speaker(lab: Lab, *extra: str) -> subprocess.Popen[bytes]:
     lab.speaker = subprocess.Popen(
         ["ip", "netns", "exec", lab.node_ns, sys.executable, "-m", "flatroute.cli", "speaker",
          "run", "--node", "n1", "--state-dir", lab.state_dir, "--run-dir", lab.run_dir,
-         "--config-dir", lab.tmp, "--interval", "1", *extra],
+         "--config-dir", lab.tmp, "--interval", "1", "--bpf-dir", lab.bpf_dir, *extra],
         stdout=log, stderr=log)
     log.close()
     return lab.speaker
@@ -259,4 +280,6 @@ def speaker_pid(lab: Lab) -> int:
 def cleanup(lab: Lab) -> None:
     kill_speaker(lab, signal.SIGKILL)
     lab.netns.close()  # kills everything still inside (FRR, ExaBGP, bfdd)
+    if os.path.ismount(lab.bpffs):
+        sh("umount", "-l", lab.bpffs, check=False)  # every pin of the test's eBPF datapath
     shutil.rmtree(lab.tmp, ignore_errors=True)

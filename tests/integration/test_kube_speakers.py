@@ -4,6 +4,7 @@ one stand-in), and each NodeState's status checked against the node's kernel and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from flatroute.fabric import load_fabric
+from flatroute.fabric import parse_fabric
 from flatroute.kube.objects import NODESTATES
 from flatroute.lab import frr, host
 from flatroute.lab import up as labup
@@ -23,8 +25,10 @@ from flatroute.lab.forward import Forwarder
 from flatroute.lab.state import LabState
 from flatroute.lab.topology import Topology, build
 from flatroute.plan import plan
+from speaker.bpf.datapath import BpfDatapath
 from tests.conftest import EXAMPLES
-from tests.kube_util import api_for, eventually, fake_with_crds, seed
+from tests.integration.test_lab import DATAPATH
+from tests.kube_util import api_for, eventually, example_objects, fake_with_crds
 from tests.netns_util import need_root, need_tool, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -35,25 +39,38 @@ def flatroute_cmd() -> list[str]:
 
 
 class KubeLab:
-    def __init__(self, tmp: Path) -> None:
-        self.fake = fake_with_crds()
-        self.url = self.fake.start()
-        self.port = int(self.url.rsplit(":", 1)[1])
-        seed(self.fake, "two-site")
-        self.api = api_for(self.fake)
-        fabric = load_fabric(EXAMPLES / "two-site.yaml")
-        self.plan = plan(fabric)
+    def __init__(self) -> None:
         # FRR drops to user frr: its directories must be reachable by it (pytest's tmp is not)
         prefix = unique("lk")
-        tmp = Path("/run/flatroute/lab") / prefix
-        tmp.mkdir(parents=True)
-        self.dir = tmp
-        self.state = LabState(prefix, str(tmp))
-        self.topo: Topology = build(fabric, self.plan, self.state.prefix, 0)
+        self.dir = Path("/run/flatroute/lab") / prefix
+        self.state = LabState(prefix, str(self.dir))
         self.forwarders: list[Forwarder] = []
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.fake = fake_with_crds()
+        try:
+            self._setup()
+        except BaseException:
+            self.close()  # whatever was made before the failure goes, then the error goes on
+            raise
+
+    def _setup(self) -> None:
+        self.url = self.fake.start()
+        self.port = int(self.url.rsplit(":", 1)[1])
+        config, racks, nodes = example_objects("two-site")
+        config["spec"]["srv6"]["datapath"] = DATAPATH  # eBPF: on every kernel CI runs on
+        for obj in (config, *racks, *nodes):
+            self.fake.create_object(obj)
+        self.api = api_for(self.fake)
+        doc = yaml.safe_load((EXAMPLES / "two-site.yaml").read_text())
+        doc["spec"]["srv6"]["datapath"] = DATAPATH
+        fabric = parse_fabric(yaml.safe_dump(doc), "two-site.yaml")
+        self.plan = plan(fabric)
+        tmp = self.dir
+        tmp.mkdir(parents=True)
+        self.topo: Topology = build(fabric, self.plan, self.state.prefix, 0)
         labup._network(self.state, self.topo)
-        labup._routers(self.state, self.topo, fabric, self.plan)
+        datapath = labup._srv6_datapaths(self.state, fabric, lambda _m: None)
+        labup._routers(self.state, self.topo, fabric, self.plan, datapath)
         logs = tmp / "logs"
         logs.mkdir()
         self.procs.append(subprocess.Popen(
@@ -66,7 +83,8 @@ class KubeLab:
             host.spawn(node.ns, [*flatroute_cmd(), "speaker", "run", "--kubernetes",
                                  "--server", self.url, "--node", node.name,
                                  "--state-dir", str(run / "state"), "--run-dir", str(run),
-                                 "--node-file", str(run / "node.json"), "--interval", "1"],
+                                 "--node-file", str(run / "node.json"), "--interval", "1",
+                                 "--bpf-dir", str(Path(self.state.bpffs) / node.name)],
                        logs / f"{node.name}.log")
 
     def node_state(self, name: str) -> dict[str, Any]:
@@ -74,31 +92,32 @@ class KubeLab:
         return dict(obj) if obj is not None else {}
 
     def kernel(self, node: str) -> tuple[int, int]:
-        ns = f"{self.state.prefix}-{node}"
-        routes = host.run(host.in_ns(ns, ["ip", "route", "show", "proto", "70"])).stdout
-        routes += host.run(host.in_ns(ns, ["ip", "-6", "route", "show", "proto", "70"])).stdout
-        lines = [ln for ln in routes.splitlines() if not ln.startswith(("\t", " "))]
-        encap = sum(1 for ln in lines if "encap seg6 " in ln)
-        sids = sum(1 for ln in lines if "encap seg6local" in ln)
-        return encap, sids
+        """(encapsulations, SIDs) in force on the node: its eBPF maps, read through the pins."""
+        dp = BpfDatapath(str(Path(self.state.bpffs) / node))
+        return len(dp.list_encap()), len(dp.list_sids())
 
     def close(self) -> None:
         for p in self.procs:
             p.send_signal(signal.SIGTERM)
         for f in self.forwarders:
             f.close()
-        pids = [pid for ns in self.state.namespaces for pid in host.ns_pids(ns)]
+        existing = set(host.netns_list())
+        namespaces = [ns for ns in self.state.namespaces if ns in existing]
+        pids = [pid for ns in namespaces for pid in host.ns_pids(ns)]
         host.kill(pids + [p.pid for p in self.procs])
-        host.netns_del(self.state.namespaces)
-        self.fake.stop()
+        host.netns_del(namespaces)
+        with contextlib.suppress(Exception):
+            self.fake.stop()
+        if self.state.bpffs:
+            host.umount(Path(self.state.bpffs))
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture
-def kube_lab(tmp_path: Path) -> Iterator[KubeLab]:
+def kube_lab() -> Iterator[KubeLab]:
     need_root()
     need_tool("/usr/lib/frr/bgpd", "vtysh")
-    lab = KubeLab(tmp_path)
+    lab = KubeLab()
     try:
         yield lab
     finally:

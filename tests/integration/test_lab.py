@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import EXAMPLES
-from tests.netns_util import need_root, need_tool, unique
+from tests.netns_util import need_kernel_srv6, need_root, need_tool, unique
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -39,22 +39,40 @@ def namespaces(prefix: str) -> list[str]:
     return [ln.split()[0] for ln in out.splitlines() if ln.startswith(f"{prefix}-")]
 
 
+#: the SRv6 datapath the lab tests run on: eBPF, which every kernel CI runs on has (the kernel
+#: datapath runs where the capability probe finds it: `need_kernel_srv6`)
+DATAPATH = "bpf"
+
+
 class Lab:
-    def __init__(self, fabric: str, pods: int = 2) -> None:
+    def __init__(self, fabric: str, pods: int = 2, datapath: str = DATAPATH) -> None:
         self.prefix = unique("lt")
         self.fabric = str(EXAMPLES / fabric)
         self.pods = pods
+        self.datapath = datapath
+        doc = yaml.safe_load((EXAMPLES / fabric).read_text())
+        if "srv6" in doc["spec"]:
+            self._write(doc)
+
+    def _write(self, doc: dict[str, Any]) -> None:
+        """The fabric as given, with spec.srv6.datapath set to this lab's datapath."""
+        if "srv6" in doc["spec"]:
+            doc["spec"]["srv6"]["datapath"] = self.datapath
+        where = LAB_ROOT.parent / "lab-fabrics"
+        where.mkdir(parents=True, exist_ok=True)
+        path = where / f"{self.prefix}-{Path(self.fabric).name}"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        self.fabric = str(path)
 
     @classmethod
     def variant(cls, example: str, where: Path, change: Callable[[dict[str, Any]], None],
-                pods: int = 1) -> Lab:
-        """A lab of an example fabric edited by `change`, written under `where`."""
+                pods: int = 1, datapath: str = DATAPATH) -> Lab:
+        """A lab of an example fabric edited by `change`."""
+        del where  # kept for the callers' sake: the fabric lives beside the lab's own
         doc = yaml.safe_load((EXAMPLES / example).read_text())
         change(doc)
-        fabric = where / f"variant-{example}"
-        fabric.write_text(yaml.safe_dump(doc, sort_keys=False))
-        lab = cls(example, pods)
-        lab.fabric = str(fabric)
+        lab = cls(example, pods, datapath)
+        lab._write(doc)
         return lab
 
     def run(self, *args: str, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -68,6 +86,12 @@ class Lab:
     def exec(self, name: str, *cmd: str) -> subprocess.CompletedProcess[str]:
         return self.run("exec", name, "--", *cmd)
 
+    def finish(self) -> None:
+        """`lab down`, and the fabric file written for this lab goes too."""
+        self.run("down")
+        if Path(self.fabric).parent == LAB_ROOT.parent / "lab-fabrics":
+            Path(self.fabric).unlink(missing_ok=True)
+
 
 @contextmanager
 def running(lab: Lab, *tools: str) -> Iterator[Lab]:
@@ -79,7 +103,7 @@ def running(lab: Lab, *tools: str) -> Iterator[Lab]:
         assert r.returncode == 0, r.stdout + r.stderr
         yield lab
     finally:
-        lab.run("down")
+        lab.finish()
 
 
 @pytest.fixture
@@ -91,7 +115,7 @@ def lab_factory() -> Iterator[list[Lab]]:
         yield labs
     finally:
         for lab in labs:
-            lab.run("down")
+            lab.finish()
 
 
 def assert_gone(lab: Lab) -> None:
@@ -102,9 +126,13 @@ def assert_gone(lab: Lab) -> None:
     assert str(LAB_ROOT / lab.prefix) not in ps
 
 
-@pytest.mark.parametrize("fabric", ["single-rack.yaml", "two-site.yaml", "unnumbered.yaml"])
-def test_up_test_down(lab_factory: list[Lab], fabric: str) -> None:
-    lab = Lab(fabric)
+@pytest.mark.parametrize(("fabric", "datapath"), [
+    ("single-rack.yaml", "bpf"), ("two-site.yaml", "bpf"), ("two-site.yaml", "kernel"),
+    ("unnumbered.yaml", "bpf")])
+def test_up_test_down(lab_factory: list[Lab], fabric: str, datapath: str) -> None:
+    if datapath == "kernel":
+        need_kernel_srv6()
+    lab = Lab(fabric, datapath=datapath)
     lab_factory.append(lab)
     r = lab.up()
     assert r.returncode == 0, r.stdout + r.stderr
@@ -124,6 +152,10 @@ def test_up_test_down(lab_factory: list[Lab], fabric: str) -> None:
         big = lab.exec("tk-n1-p0", "ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1372",
                        "10.245.0.1")
         assert big.returncode == 0, big.stdout + big.stderr
+        # every node and the WAN router run the datapath asked for, and say so
+        st = lab.run("status").stdout
+        assert f"SRv6 End on the {datapath} datapath" in st, st
+        assert st.count(f"SRv6 datapath {datapath}") == 4, st
     status = lab.run("status")
     assert status.returncode == 0, status.stderr
     assert "sessions" in status.stdout
@@ -146,6 +178,8 @@ def test_up_test_down(lab_factory: list[Lab], fabric: str) -> None:
     down = lab.run("down")
     assert down.returncode == 0, down.stderr
     assert_gone(lab)
+    assert not any(str(LAB_ROOT / lab.prefix) in ln for ln in
+                   Path("/proc/mounts").read_text().splitlines())  # the lab's bpffs too
     again = lab.run("down")
     assert again.returncode == 0
     assert "nothing to remove" in again.stdout

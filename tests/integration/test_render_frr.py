@@ -21,7 +21,7 @@ from flatroute.render import render
 from flatroute.render.frrcheck import FRR_DIR, check_file
 from flatroute.render.output import write_files
 from tests.conftest import EXAMPLES
-from tests.netns_util import Netns, need_root, need_tool, sh
+from tests.netns_util import Netns, capabilities, need_kernel_srv6, need_root, need_tool, sh
 from tests.unit.render.fabrics import big_rack
 
 pytestmark = pytest.mark.root
@@ -143,11 +143,14 @@ def _received(frr: Frr, family: str) -> set[str]:
 
 
 _cleanup: list[Path] = []
+_mounts: list[Path] = []
 
 
 @pytest.fixture(autouse=True)
 def _remove_frr_dirs() -> Iterator[None]:
     yield
+    while _mounts:
+        subprocess.run(["umount", "-l", str(_mounts.pop())], check=False)
     while _cleanup:
         shutil.rmtree(_cleanup.pop(), ignore_errors=True)
 
@@ -282,9 +285,19 @@ def test_wan_gets_only_locators_over_unnumbered_links_and_announces_its_end_sid(
     wan.start(files["wan1.conf"])
     script = dirs[2] / "srv6.sh"
     script.write_text(files["wan1.srv6.sh"])
-    sh("sh", str(script), ns=wan_ns)
-    routes = sh("ip", "-6", "route", "show", "fcbb:bb00:ff::1/128", ns=wan_ns).stdout
-    assert "seg6local action End" in routes
+    # The companion script, both ways: the kernel's seg6local where the probe finds it, and
+    # the eBPF End it falls back to (forced here, so it runs on every kernel).
+    bpffs = dirs[2] / "bpf"
+    bpffs.mkdir()
+    sh("mount", "-t", "bpf", "bpf", str(bpffs))
+    _mounts.append(bpffs)
+    forced = sh("env", "FLATROUTE_SRV6_DATAPATH=bpf", f"FLATROUTE_BPF_DIR={bpffs}/wan1",
+                "sh", str(script), ns=wan_ns)
+    assert "eBPF datapath" in forced.stderr
+    assert "End SID fcbb:bb00:ff::1 on the eBPF datapath" in forced.stdout
+    assert "flr_sid" in sh("tc", "filter", "show", "dev", "tk-r1-a", "ingress",
+                           ns=wan_ns).stdout
+    assert (bpffs / "wan1" / "maps").is_dir()
     sh("ip", "addr", "add", "10.1.1.11/24", "dev", "eth0", ns=node)
     sh("ip", "addr", "add", "fd00:1:1::11/64", "dev", "eth0", "nodad", ns=node)
     v4 = _exabgp_conf("10.1.1.1", "10.1.1.11", 4200000003, 65101, "ipv4", ["10.244.0.0/26"])
@@ -308,3 +321,14 @@ def test_wan_gets_only_locators_over_unnumbered_links_and_announces_its_end_sid(
     # and the session to the WAN is the unnumbered one, on the interface named after the peer
     summary = wan.json("show bgp ipv6 unicast summary json")
     assert summary["peers"]["tk-r1-a"]["state"] == "Established"
+    # the same script on the kernel's seg6local, where the probe finds it
+    if capabilities().kernel_srv6:
+        sh("flatroute", "speaker", "end-sid", "--remove", "--sid", "fcbb:bb00:ff::1",
+           "--locator", "fcbb:bb00:ff::/48", "--bpf-dir", f"{bpffs}/wan1", ns=wan_ns)
+        assert "flr_sid" not in sh("tc", "filter", "show", "dev", "tk-r1-a", "ingress",
+                                   ns=wan_ns).stdout
+        sh("sh", str(script), ns=wan_ns)
+        routes = sh("ip", "-6", "route", "show", "fcbb:bb00:ff::1/128", ns=wan_ns).stdout
+        assert "seg6local action End" in routes
+    else:
+        need_kernel_srv6("test_render_frr.py::wan1.srv6.sh on kernel seg6local")

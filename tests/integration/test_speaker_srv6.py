@@ -1,4 +1,6 @@
-"""SRv6 programming, ownership and bad input. No ToR needed: the node's uplink leads nowhere."""
+"""SRv6 programming on the kernel datapath (seg6 routes), ownership and bad input. No ToR
+needed: the node's uplink leads nowhere. The same behaviours on the eBPF datapath:
+test_speaker_srv6_bpf.py."""
 
 from __future__ import annotations
 
@@ -9,12 +11,12 @@ from typing import Any
 import pytest
 
 from tests.integration import speaker_lab as L
-from tests.netns_util import Netns, need_root, sh
+from tests.netns_util import Netns, need_kernel_srv6, need_root, sh
 
 pytestmark = pytest.mark.root
 
 SRV6 = {
-    "enabled": True, "encapMode": "encap", "locator": "fcbb:bb00:1:1::/64",
+    "enabled": True, "encapMode": "encap", "datapath": "kernel", "locator": "fcbb:bb00:1:1::/64",
     "localSids": [{"sid": "fcbb:bb00:1:1::1", "behavior": "End"},
                   {"sid": "fcbb:bb00:1:1::4", "behavior": "End.DX4"},
                   {"sid": "fcbb:bb00:1:1::6", "behavior": "End.DT6"},
@@ -76,6 +78,7 @@ def test_unknown_peer_applies_nothing(lab: L.Lab) -> None:
 
 
 def test_srv6_routes_appear_in_kernel(lab: L.Lab) -> None:
+    need_kernel_srv6()
     L.publish(lab, _spec(lab))
     L.wait_for(lambda: L.status(lab).get("installed", {}).get("sids") == 4, 15)
     six = L.routes(lab.node_ns, "-6")
@@ -94,6 +97,7 @@ def test_srv6_routes_appear_in_kernel(lab: L.Lab) -> None:
         == "0"
     assert ",UP" in sh("ip", "link", "show", "flrsid", ns=lab.node_ns).stdout
     st = L.status(lab)
+    assert st["srv6Datapath"] == "kernel"
     assert any(f.startswith("vrf:") for f in st["missingKernelFeatures"])
     assert st["skipped"][0]["reason"] == "missing kernel feature: vrf"
     # the locator is IPv6: with only an IPv4 session (no RFC 8950 here) it has nowhere to go
@@ -104,6 +108,7 @@ def test_srv6_routes_appear_in_kernel(lab: L.Lab) -> None:
 
 
 def test_srv6_routes_removed_when_no_longer_desired_foreign_kept(lab: L.Lab) -> None:
+    need_kernel_srv6()
     sh("ip", "-6", "route", "add", "fcbb:ffff::1/128", "encap", "seg6local", "action", "End",
        "dev", "lo", ns=lab.node_ns)
     sh("ip", "route", "add", "10.246.0.0/26", "encap", "seg6", "mode", "encap", "segs",
@@ -121,6 +126,7 @@ def test_srv6_routes_removed_when_no_longer_desired_foreign_kept(lab: L.Lab) -> 
 
 
 def test_bad_update_keeps_last_good_state(lab: L.Lab) -> None:
+    need_kernel_srv6()
     before = _owned(lab)
     gen = L.status(lab)["generation"]
     L.publish(lab, '{"kind": "NodeState", "spec": {"node": "n1", "asn": "x"}}')

@@ -4,7 +4,9 @@ router, speakers applying the controller's node states, pods attached by the CNI
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,7 +31,7 @@ def labs() -> Iterator[list[Lab]]:
         yield made
     finally:
         for lab in made:
-            lab.run("down")
+            lab.finish()
 
 
 def in_ns(lab: Lab, name: str, *cmd: str) -> str:
@@ -154,3 +156,55 @@ def test_jumbo_underlay_carries_full_size_pod_packets_between_sites(
                         ips["os-n1-p0"])
     assert one_more.returncode != 0  # the pod's own MTU refuses it, loudly
     assert "message too long" in one_more.stdout + one_more.stderr
+
+
+def test_speakers_killed_and_restarted_lose_no_cross_site_packet(labs: list[Lab]) -> None:
+    """Graceful restart on the eBPF datapath: kill -9 both ends' speakers (and ExaBGP) while
+    pods ping across the WAN through SRv6. The pinned programs and maps carry the traffic
+    while nobody runs them; the restarted speakers reuse them and change nothing."""
+    from tests.integration.test_lab_unnumbered import _processes
+
+    lab = Lab("two-site.yaml", pods=1)
+    labs.append(lab)
+    r = lab.up()
+    assert r.returncode == 0, r.stdout + r.stderr
+    ips = pod_ips(lab)
+    # right after `lab up` the speakers are still settling their held paths (End-of-RIB + 2 s)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        warm = subprocess.run(["ip", "netns", "exec", f"{lab.prefix}-tk-n1-p0", "ping", "-q",
+                               "-c", "25", "-i", "0.02", ips["os-n1-p0"]],
+                              capture_output=True, text=True, check=False)
+        if " 0% packet loss" in warm.stdout:
+            break
+    ping4 = subprocess.Popen(["ip", "netns", "exec", f"{lab.prefix}-tk-n1-p0", "ping", "-q",
+                              "-i", "0.02", "-w", "10", ips["os-n1-p0"]],
+                             stdout=subprocess.PIPE, text=True)
+    v6 = json.loads((LAB_ROOT / lab.prefix / "lab.json").read_text())["pods"]
+    six = next(p["ipv6"] for p in v6 if p["name"] == "tk-n1-p0")
+    ping6 = subprocess.Popen(["ip", "netns", "exec", f"{lab.prefix}-os-n1-p0", "ping", "-q",
+                              "-i", "0.02", "-w", "10", six], stdout=subprocess.PIPE, text=True)
+    restarted: list[subprocess.Popen[bytes]] = []
+    try:
+        time.sleep(1.5)
+        for node in ("tk-n1", "os-n1"):
+            ns = f"{lab.prefix}-{node}"
+            speaker = next((pid, argv) for pid, argv in _processes(ns)
+                           if "speaker" in argv and "run" in argv)
+            os.kill(speaker[0], signal.SIGKILL)
+            for pid, argv in _processes(ns):
+                if any("exabgp" in a for a in argv):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(1.5)  # nobody runs the datapath of this node now
+            restarted.append(subprocess.Popen(
+                ["ip", "netns", "exec", ns, *speaker[1]], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+        out4, _ = ping4.communicate(timeout=30)
+        out6, _ = ping6.communicate(timeout=30)
+        assert " 0% packet loss" in out4 and " 0% packet loss" in out6, out4 + out6
+    finally:
+        ping4.kill()
+        ping6.kill()
+        for p in restarted:
+            if p.poll() is None:
+                p.terminate()
