@@ -525,7 +525,7 @@ def goals(summary: dict[str, Any], samples: dict[str, list[dict[str, Any]]]
             out.append({"goal": f"{LABEL[path]} {name} >= {need:.2f}x plain", "value": value,
                         "met": value is not None and value >= need})
     if "vxlan" in summary:
-        for path in BPF_PATHS:
+        for path in (p for p in BPF_PATHS if p in summary):
             for metric, name in metrics:
                 mine, vx = summary[path][metric], summary["vxlan"][metric]
                 a, b = per_rep(samples, path, metric), per_rep(samples, "vxlan", metric)
@@ -651,6 +651,10 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=3, help="seconds per iperf3 test")
     ap.add_argument("--install-reps", type=int, default=3)
     ap.add_argument("--json", help="write every figure to this file")
+    ap.add_argument("--paths", help="comma-separated subset of the paths (plain is always "
+                    "run: it is the reference), e.g. plain,bpf-red; default: all")
+    ap.add_argument("--no-install", action="store_true",
+                    help="leave out the 10,000-prefix install/remove comparison")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces, bpffs)", file=sys.stderr)
@@ -702,6 +706,12 @@ def main() -> int:
             paths.remove("vxlan")
         for p, why in notes.items():
             print(f"{'kernel seg6' if p == 'seg6' else 'kernel VXLAN'}: not run: {why}")
+        if args.paths:
+            chosen = {"plain", *args.paths.split(",")}
+            unknown = chosen - set(LABEL)
+            if unknown:
+                raise SystemExit(f"unknown paths: {', '.join(sorted(unknown))}")
+            paths = [p for p in paths if p in chosen]
         report["not_run"] = notes
         report["pods"] = {"A": lab.pod_ip["PA"], "B": lab.pod_ip["PB"],
                           "host_veths": lab.hostif}
@@ -713,10 +723,11 @@ def main() -> int:
             print(f"{'kernel seg6' if p == 'seg6' else 'kernel VXLAN'}: not run: {why}")
         gs = goals(summary, samples)
 
-        print("\ninstall / remove benchmark ...", flush=True)
-        inst = bench_install(tag, cleanup, bpffs, tmp, args.install_reps)
-        report["install"] = inst
-        gs += print_install(inst)
+        if not args.no_install:
+            print("\ninstall / remove benchmark ...", flush=True)
+            inst = bench_install(tag, cleanup, bpffs, tmp, args.install_reps)
+            report["install"] = inst
+            gs += print_install(inst)
         print_goals(gs)
         report["goals"] = gs
         if args.json:

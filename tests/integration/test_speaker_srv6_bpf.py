@@ -18,7 +18,7 @@ import pytest
 from speaker.bpf.datapath import BpfDatapath
 from speaker.bpf.maps import EncapEntry, SidEntry
 from tests.integration import speaker_lab as L
-from tests.netns_util import Netns, need_root, sh
+from tests.netns_util import Netns, need_kernel_srv6, need_root, sh
 
 pytestmark = pytest.mark.root
 
@@ -35,6 +35,7 @@ SRV6: dict[str, Any] = {
                 "target": "os-n1"}],
 }
 POD_VETH = "flr0123456789ab"  # the CNI plugin's host-side veth name shape
+POD_VETH_2 = "flr0123456789ac"
 
 
 @pytest.fixture(scope="module")
@@ -112,14 +113,20 @@ def test_entries_survive_a_kill9_and_are_not_rewritten(lab: L.Lab) -> None:
     assert sorted(map(str, BpfDatapath(lab.bpf_dir).list_sids())) == before
     assert "flr_sid" in sh("tc", "filter", "show", "dev", "tor1", "ingress",
                            ns=lab.node_ns).stdout
+    # a pod made while the speaker is away is covered by its first pass
+    sh("ip", "link", "add", POD_VETH_2, "type", "veth", "peer", "name", "ftpodend2",
+       ns=lab.node_ns)
     proc = L.start_speaker(lab)
     L.wait_for(lambda: L.status(lab).get("pid") == proc.pid and _bpf(lab).get("entries"), 30)
+    L.wait_for(lambda: _bpf(lab).get("attached", {}).get(POD_VETH_2) == "flr_encap", 10)
     with open(f"{lab.tmp}/speaker.log", encoding="utf-8") as fh:
         log = fh.read().splitlines()
     restarted = [json.loads(x) for x in log if x.startswith("{")]
     last_start = max(i for i, e in enumerate(restarted) if e.get("event") == "speaker_started")
     changed = [e for e in restarted[last_start:] if e.get("event") == "bpf_datapath_changed"]
-    assert changed == [], changed  # the restarted speaker found everything as it should be
+    # the restarted speaker found everything as it should be, but the new pod
+    assert [(e["put"], e["deleted"], e["attached"], e["detached"]) for e in changed] == [
+        (0, 0, [POD_VETH_2], [])], changed
 
 
 def test_drain_removes_every_program_filter_and_pin(lab: L.Lab) -> None:
@@ -130,7 +137,7 @@ def test_drain_removes_every_program_filter_and_pin(lab: L.Lab) -> None:
     assert drain.returncode == 0, drain.stderr
     L.wait_for(lambda: not _bpf(lab), 15)
     assert not os.path.exists(lab.bpf_dir)
-    for dev in ("tor1", POD_VETH):
+    for dev in ("tor1", POD_VETH, POD_VETH_2):
         assert "flr_" not in sh("tc", "filter", "show", "dev", dev, "ingress",
                                 ns=lab.node_ns).stdout
     assert "pref 7 u32" in sh("tc", "filter", "show", "dev", "tor1", "ingress",
@@ -141,3 +148,19 @@ def test_drain_removes_every_program_filter_and_pin(lab: L.Lab) -> None:
         capture_output=True, text=True, check=False)
     assert undo.returncode in (0, 1)  # no session to announce through here: may time out
     L.wait_for(lambda: (_bpf(lab).get("entries") or {}).get("sids") == 2, 15)
+
+
+def test_switching_datapaths_moves_everything_and_covers_existing_pods(lab: L.Lab) -> None:
+    """bpf -> kernel: every pin and filter goes, the seg6 routes come; kernel -> bpf: the
+    routes go, and the pods that already exist get the encapsulation again."""
+    need_kernel_srv6()
+    L.publish(lab, L.node_spec(lab, srv6=dict(SRV6, datapath="kernel")))
+    L.wait_for(lambda: L.status(lab).get("srv6Datapath") == "kernel"
+               and "encap seg6 " in _owned(lab), 20)
+    assert not os.path.exists(lab.bpf_dir)
+    assert "flr_" not in sh("tc", "filter", "show", "dev", POD_VETH, "ingress",
+                            ns=lab.node_ns).stdout
+    L.publish(lab, L.node_spec(lab, srv6=SRV6))
+    L.wait_for(lambda: L.status(lab).get("srv6Datapath") == "bpf"
+               and (_bpf(lab).get("attached") or {}).get(POD_VETH) == "flr_encap", 20)
+    L.wait_for(lambda: "encap" not in _owned(lab), 10)
