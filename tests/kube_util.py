@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
+from fakekube.server import FakeApiServer, client_configuration
 from flatroute.kube.api import KubeApi
 from flatroute.kube.seed import node_object, objects_from_fabric
-from tests.fakekube.server import FakeApiServer, client_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = ROOT / "deploy" / "crds.yaml"

@@ -1,6 +1,7 @@
 """`flatroute lab up --kubernetes`: the same lab with the Kubernetes API as the source of
 truth. There is no Kubernetes API server on these machines, so the lab runs the project's
-wire-level FAKE (tests/fakekube, in a source checkout) and seeds it with the fabric as
+wire-level FAKE (the `fakekube` package, installed with flatroute) and seeds it with the
+fabric as
 FabricConfig, RackPeerings and Nodes; the controller and every speaker then run with
 --kubernetes against it, the speakers through a TCP forwarder into their namespaces.
 """
@@ -18,10 +19,6 @@ import yaml
 from flatroute.errors import FlatrouteError
 from flatroute.lab import host
 from flatroute.lab.state import LabState, Proc
-
-REPO = Path(__file__).resolve().parents[2]
-FAKE = REPO / "tests" / "fakekube"
-CRDS = REPO / "deploy" / "crds.yaml"
 
 
 class KubeLabError(FlatrouteError):
@@ -47,13 +44,14 @@ def _wait_port(port: int, timeout: float = 15) -> None:
 
 def start(state: LabState, fabric_copy: Path) -> str:
     """Start the fake API server, seed it, forward its port into every node; return its URL."""
-    if not (FAKE / "server.py").exists() or not CRDS.exists():
-        raise KubeLabError("Kubernetes mode needs a source checkout: the fake API server "
-                           f"lives in {FAKE} and the CRDs in {CRDS}")
+    from flatroute.kube.crds import render as render_crds
+
+    crds = state.dir / "crds.yaml"  # the CRDs of this version, as deploy/crds.yaml holds them
+    crds.write_text(render_crds())
     port = _free_port()
     log = state.dir / "logs" / "fake-apiserver.log"
-    pid = host.spawn(None, [sys.executable, "-m", "tests.fakekube", "--port", str(port),
-                            "--crd", str(CRDS)], log, cwd=REPO)
+    pid = host.spawn(None, [sys.executable, "-m", "fakekube", "--port", str(port),
+                            "--crd", str(crds)], log)
     state.processes.append(Proc("fake-apiserver", pid, None, str(log)))
     state.save()
     _wait_port(port)

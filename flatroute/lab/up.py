@@ -133,7 +133,7 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
         from flatroute.lab import kube
 
         say(f"[1/6] controller: {fabric.name} ({len(fabric.nodes)} nodes) in Kubernetes mode, "
-            "against the FAKE API server (tests/fakekube), seeded with the fabric")
+            "against the FAKE API server (fakekube), seeded with the fabric")
         url = kube.start(state, copy)
         state.api_url = url
         state.save()

@@ -1,4 +1,4 @@
-"""Kubernetes mode against the FAKE API server (tests/fakekube): the real kubernetes client,
+"""Kubernetes mode against the FAKE API server (fakekube): the real kubernetes client,
 real HTTP, the real controller (reconciler, planner, publisher) and the speakers' Kubernetes
 layer (NodeState source + status writer). The speakers' kernel and BGP parts are replaced by
 a stand-in `apply` that reports the desired state as applied with every session up: what is
@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from controller.kube_inventory import KubeController
+from fakekube.server import FakeApiServer
 from flatroute.kube.leader import LeaderElector, LeaseConfig
 from flatroute.kube.objects import NodeStatus, SessionStatus
 from flatroute.kube.reflector import Backoff
 from speaker import kube_source
 from speaker.kube_source import Desired, KubeNodeStateSource, KubeStatusWriter
-from tests.fakekube.server import FakeApiServer
 from tests.kube_util import api_for, eventually, fake_with_crds, node, seed
 
 NS = "flatroute-system"

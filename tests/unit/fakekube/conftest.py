@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.fakekube import FakeApiServer, client_configuration
+from fakekube import FakeApiServer, client_configuration
 
 GROUP = "flatroute.dev"
 

@@ -7,7 +7,7 @@ import base64
 import pytest
 from kubernetes import client
 
-from tests.fakekube import FakeApiServer
+from fakekube import FakeApiServer
 from tests.unit.fakekube.conftest import status_of
 
 

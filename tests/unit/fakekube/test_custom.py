@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.fakekube import CrdError, FakeApiServer, crd_types
+from fakekube import CrdError, FakeApiServer, crd_types
 from tests.unit.fakekube.conftest import FABRIC_CRD, GROUP, NODESTATE_CRD, nodestate, status_of
 
 NS = "default"

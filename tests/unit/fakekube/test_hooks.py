@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.fakekube import FakeApiServer, RequestRecord, client_configuration
+from fakekube import FakeApiServer, RequestRecord, client_configuration
 from tests.unit.fakekube.conftest import status_of
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -140,7 +140,7 @@ def test_client_configuration_and_context_manager() -> None:
 
 
 def test_module_runs_from_the_command_line() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.fakekube", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "fakekube", "--port", "0"],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.fakekube.errors import ApiError
-from tests.fakekube.patch import json_patch, merge_patch, strategic_merge_patch
-from tests.fakekube.selectors import (
+from fakekube.errors import ApiError
+from fakekube.patch import json_patch, merge_patch, strategic_merge_patch
+from fakekube.selectors import (
     field_value,
     fields_match,
     labels_match,

@@ -12,7 +12,7 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.watch.watch import iter_resp_lines
 
-from tests.fakekube import FakeApiServer, client_configuration
+from fakekube import FakeApiServer, client_configuration
 from tests.unit.fakekube.conftest import GROUP, nodestate
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fakekube.patch import merge_patch
 from flatroute.kube.objects import (
     Condition,
     NodeStatus,
@@ -12,7 +13,6 @@ from flatroute.kube.objects import (
     merge_conditions,
     merge_patch_for,
 )
-from tests.fakekube.patch import merge_patch
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=3),

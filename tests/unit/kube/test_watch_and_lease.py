@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from controller.kube_publisher import LedgerStore
+from fakekube.server import FakeApiServer
 from flatroute.errors import AdapterError
 from flatroute.kube.api import LEASES, NODES, Conflict, Gone, KubeApi, NotFound
 from flatroute.kube.leader import LeaderElector, LeaseConfig
 from flatroute.kube.reflector import Backoff, Reflector
-from tests.fakekube.server import FakeApiServer
 from tests.kube_util import api_for, eventually, fake_with_crds, node
 
 

@@ -17,12 +17,12 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tests.fakekube import errors
-from tests.fakekube.errors import ApiError, bad_request
-from tests.fakekube.patch import json_patch, merge_patch, strategic_merge_patch
-from tests.fakekube.resources import CRD_KEY, ResourceType, crd_types
-from tests.fakekube.selectors import parse_field_selector, parse_label_selector
-from tests.fakekube.store import DEFAULT_NAMESPACES, Obj, Store, WatchClosed
+from fakekube import errors
+from fakekube.errors import ApiError, bad_request
+from fakekube.patch import json_patch, merge_patch, strategic_merge_patch
+from fakekube.resources import CRD_KEY, ResourceType, crd_types
+from fakekube.selectors import parse_field_selector, parse_label_selector
+from fakekube.store import DEFAULT_NAMESPACES, Obj, Store, WatchClosed
 
 KUBE_VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-fakekube",
                 "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",

@@ -1,4 +1,4 @@
-"""pytest fixtures for suites that want the fake: ``from tests.fakekube.fixtures import *``
+"""pytest fixtures for suites that want the fake: ``from fakekube.fixtures import *``
 in a conftest (or import the two names)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakekube.server import FakeApiServer, client_configuration
+from fakekube.server import FakeApiServer, client_configuration
 
 
 @pytest.fixture

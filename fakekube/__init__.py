@@ -1,8 +1,8 @@
 """A wire-level FAKE Kubernetes API server for tests (see docs/fake-kube-apiserver.md)."""
 
-from tests.fakekube.errors import ApiError
-from tests.fakekube.resources import CrdError, ResourceType, crd_types
-from tests.fakekube.server import FakeApiServer, RequestRecord, client_configuration
+from fakekube.errors import ApiError
+from fakekube.resources import CrdError, ResourceType, crd_types
+from fakekube.server import FakeApiServer, RequestRecord, client_configuration
 
 __all__ = [
     "ApiError",

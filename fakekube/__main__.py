@@ -1,4 +1,4 @@
-"""Run the fake API server by hand: ``python -m tests.fakekube --port 8001 --crd deploy/crds.yaml``.
+"""Run the fake API server by hand: ``python -m fakekube --port 8001 --crd deploy/crds.yaml``.
 
 Then ``curl http://127.0.0.1:8001/api/v1/nodes`` or point a kubernetes client at it.
 """
@@ -11,11 +11,11 @@ import signal
 import sys
 import threading
 
-from tests.fakekube.server import FakeApiServer
+from fakekube.server import FakeApiServer
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.fakekube",
+    parser = argparse.ArgumentParser(prog="python -m fakekube",
                                      description="A FAKE Kubernetes API server for tests.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")

@@ -15,10 +15,10 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tests.fakekube.errors import ApiError
+from fakekube.errors import ApiError
 
 if TYPE_CHECKING:
-    from tests.fakekube.resources import ResourceType
+    from fakekube.resources import ResourceType
 
 _TOP_LEVEL = ("apiVersion", "kind", "metadata")
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.fakekube import errors
-from tests.fakekube.errors import ApiError, bad_request
-from tests.fakekube.resources import (
+from fakekube import errors
+from fakekube.errors import ApiError, bad_request
+from fakekube.resources import (
     BUILTINS,
     CRD_KEY,
     NAMESPACE_KEY,
@@ -33,8 +33,8 @@ from tests.fakekube.resources import (
     ResourceType,
     crd_types,
 )
-from tests.fakekube.schema import validate_and_prune
-from tests.fakekube.selectors import FieldRequirement, Requirement, fields_match, labels_match
+from fakekube.schema import validate_and_prune
+from fakekube.selectors import FieldRequirement, Requirement, fields_match, labels_match
 
 Obj = dict[str, Any]
 TypeKey = tuple[str, str]  # (group, plural)
