@@ -10,6 +10,7 @@ from typing import Any
 
 from flatroute.lab import host
 from flatroute.lab.state import Proc
+from flatroute.render.frr import daemons_for
 
 FRR_DIR = Path("/usr/lib/frr")
 
@@ -17,13 +18,6 @@ FRR_DIR = Path("/usr/lib/frr")
 def missing_tools() -> list[str]:
     return [str(FRR_DIR / d) for d in ("zebra", "bgpd") if not (FRR_DIR / d).exists()] + (
         [] if shutil.which("vtysh") else ["vtysh"])
-
-
-def daemons_for(config: str) -> list[str]:
-    daemons = ["zebra", "bgpd"]
-    if "\nbfd\n" in config or " bfd\n" in config:
-        daemons.append("bfdd")
-    return daemons
 
 
 def start(ns: str, router: str, config: str, directory: Path) -> list[Proc]:

@@ -21,6 +21,7 @@ import yaml
 
 from flatroute.errors import FlatrouteError
 from flatroute.fabric import load_fabric
+from flatroute.fabric.hosts import ROUTER_SYSCTLS
 from flatroute.fabric.model import Fabric
 from flatroute.lab import frr, host, pods
 from flatroute.lab.state import DEFAULT_ROOT, LabState, Proc, lab_dir, load
@@ -32,24 +33,6 @@ from speaker.status import read as read_status
 
 Say = Callable[[str], None]
 
-NODE_SYSCTLS = {
-    "net.ipv4.ip_forward": "1",
-    "net.ipv6.conf.all.forwarding": "1",
-    "net.ipv6.conf.default.accept_dad": "0",
-    "net.ipv6.conf.all.accept_dad": "0",
-    "net.ipv4.conf.all.rp_filter": "0",
-    "net.ipv4.conf.default.rp_filter": "0",
-    # A dead link must take its next hop out of ECMP at once, not after the BGP hold time.
-    "net.ipv4.conf.all.ignore_routes_with_linkdown": "1",
-    "net.ipv6.conf.all.ignore_routes_with_linkdown": "1",
-    "net.ipv6.conf.all.seg6_enabled": "1",
-    "net.ipv6.conf.default.seg6_enabled": "1",
-    # Statically configured addresses survive a link going down, as on a real server;
-    # Linux's default flushes IPv6 ones, and sessions would not come back after `lab heal`.
-    "net.ipv6.conf.all.keep_addr_on_down": "1",
-    "net.ipv6.conf.default.keep_addr_on_down": "1",
-}
-ROUTER_SYSCTLS = {**NODE_SYSCTLS}
 #: the speakers' Prometheus endpoint, on each node namespace's loopback
 METRICS_PORT = 9474
 

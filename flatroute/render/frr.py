@@ -169,6 +169,14 @@ def _af_nodes(view: RouterView, fam: Family) -> list[str]:
     return out
 
 
+def daemons_for(config: str) -> list[str]:
+    """The FRR daemons a rendered configuration needs (bfdd only where BFD is configured)."""
+    daemons = ["zebra", "bgpd"]
+    if "\nbfd\n" in config or " bfd\n" in config:
+        daemons.append("bfdd")
+    return daemons
+
+
 def srv6_script(view: RouterView, platform: str) -> str:
     """FRR 8.4 cannot program static SRv6 SIDs: a shell companion installs the End SID."""
     assert view.end_sid is not None

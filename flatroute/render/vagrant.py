@@ -32,14 +32,14 @@ from pathlib import PurePath
 
 from flatroute import __version__
 from flatroute.errors import FieldError, InvalidInput
+from flatroute.fabric.hosts import NODE_SYSCTLS, ROUTER_SYSCTLS
 from flatroute.fabric.model import Fabric, Router, Site
 from flatroute.fabric.naming import SERVERS_INTERFACE, ifname
-from flatroute.lab.frr import daemons_for
-from flatroute.lab.up import NODE_SYSCTLS, ROUTER_SYSCTLS
 from flatroute.nodestate import from_plan, to_json
 from flatroute.plan.model import Plan
 from flatroute.render import render
 from flatroute.render.common import RenderedFile
+from flatroute.render.frr import daemons_for
 
 NAME = "vagrant"
 BOX = "debian/bookworm64"
