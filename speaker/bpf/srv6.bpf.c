@@ -215,11 +215,33 @@ static __always_inline __u16 csum_fold(__u64 s)
 	return (__u16)~s;
 }
 
+#define QCHUNK 16
+
+/* Add the checksum of the q bytes quoted at `off` (q a multiple of QCHUNK, at most max) to
+ * *acc, through direct packet access; -1 when they are not in the linear data. */
+static __always_inline int csum_quote(struct __sk_buff *skb, __u32 off, __u32 q, __u32 max,
+				      __u64 *acc)
+{
+	__u32 i;
+
+	for (i = 0; i < max / QCHUNK; i++) {
+		void *data = (void *)(long)skb->data;
+		void *data_end = (void *)(long)skb->data_end;
+		__u8 *p = (__u8 *)data + off + i * QCHUNK;
+
+		if (i * QCHUNK >= q)
+			break;
+		if ((void *)(p + QCHUNK) > data_end)
+			return -1;
+		*acc = bpf_csum_diff(0, 0, (__be32 *)p, QCHUNK, *acc);
+	}
+	return 0;
+}
+
 #define ICMP4_HL (sizeof(struct flr_icmp4_err))   /* 28 */
 #define ICMP6_HL (sizeof(struct flr_icmp6_err))   /* 48 */
 #define QUOTE4_MAX 544                        /* 576 - 28, rounded down to 16 */
 #define QUOTE6_MAX 1232                       /* 1280 - 48 */
-#define QCHUNK 16
 
 /*
  * Turn the packet into an ICMP "fragmentation needed" (IPv4) or ICMPv6 "packet too big"
@@ -231,7 +253,7 @@ static __always_inline int send_too_big(struct __sk_buff *skb, int v4, __u32 mtu
 	struct ethhdr eth;
 	__u8 orig_src[16] = {};
 	__u32 l3len = skb->len;
-	__u32 hl, q, i;
+	__u32 hl, q;
 	__u64 acc;
 
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
@@ -279,17 +301,8 @@ static __always_inline int send_too_big(struct __sk_buff *skb, int v4, __u32 mtu
 		h.code = 4;
 		h.mtu = bpf_htons(mtu > 0xffff ? 0xffff : mtu);
 		acc = bpf_csum_diff(0, 0, (__be32 *)&h.type, 8, 0);
-		for (i = 0; i < QUOTE4_MAX / QCHUNK; i++) {
-			void *data = (void *)(long)skb->data;
-			void *data_end = (void *)(long)skb->data_end;
-			__u8 *p = (__u8 *)data + ETH_HLEN + ICMP4_HL + i * QCHUNK;
-
-			if (i * QCHUNK >= q)
-				break;
-			if ((void *)(p + QCHUNK) > data_end)
-				goto err;
-			acc = bpf_csum_diff(0, 0, (__be32 *)p, QCHUNK, acc);
-		}
+		if (csum_quote(skb, ETH_HLEN + ICMP4_HL, q, QUOTE4_MAX, &acc))
+			goto err;
 		h.check = csum_fold(acc);
 		if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
 			goto err;
@@ -315,17 +328,8 @@ static __always_inline int send_too_big(struct __sk_buff *skb, int v4, __u32 mtu
 		ph.type = h.type;
 		ph.mtu = h.mtu;
 		acc = bpf_csum_diff(0, 0, (__be32 *)&ph, sizeof(ph), 0);
-		for (i = 0; i < QUOTE6_MAX / QCHUNK; i++) {
-			void *data = (void *)(long)skb->data;
-			void *data_end = (void *)(long)skb->data_end;
-			__u8 *p = (__u8 *)data + ETH_HLEN + ICMP6_HL + i * QCHUNK;
-
-			if (i * QCHUNK >= q)
-				break;
-			if ((void *)(p + QCHUNK) > data_end)
-				goto err;
-			acc = bpf_csum_diff(0, 0, (__be32 *)p, QCHUNK, acc);
-		}
+		if (csum_quote(skb, ETH_HLEN + ICMP6_HL, q, QUOTE6_MAX, &acc))
+			goto err;
 		h.check = csum_fold(acc);
 		if (bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
 			goto err;
