@@ -21,6 +21,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable
+from typing import Protocol
 
 from flatroute.errors import AdapterError
 from flatroute.files import write_atomic
@@ -67,6 +68,18 @@ def parse_peers(text: str) -> dict[str, str]:
         if isinstance(p, dict) and "peer" in p:
             out[str(p["peer"])] = "up" if p.get("status") == "up" else "down"
     return out
+
+
+class BfdAdapter(Protocol):
+    """`Bfdd` as the agent uses it (an in-memory fake in unit tests)."""
+
+    pid: int | None
+    error: str | None
+
+    def available(self) -> bool: ...
+    def start(self, state: NodeState) -> None: ...
+    def poll(self, peers: Iterable[str]) -> dict[str, str | None]: ...
+    def stop(self) -> None: ...
 
 
 class Bfdd:

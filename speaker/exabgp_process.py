@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from flatroute.errors import AdapterError
 from flatroute.files import PRIVATE, write_atomic
@@ -46,6 +46,22 @@ def exabgp_command() -> list[str]:
 def _die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class ExaBGPProcess(Protocol):
+    """The ExaBGP child as the session adapter uses it (`ExaBGP`; an in-memory fake in tests)."""
+
+    #: how many times it was started; set when its API connection is up
+    starts: int
+    connected: threading.Event
+    last_exit: str | None
+
+    def alive(self) -> bool: ...
+    def supervise(self, config: Callable[[], str], env: str) -> bool: ...
+    def reload(self, config: str) -> None: ...
+    def kill(self) -> None: ...
+    def close(self) -> None: ...
+    def send(self, commands: Sequence[str], timeout: float = 10.0) -> list[bool]: ...
 
 
 class _Waiter:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from speaker.exabgp_json import EorEvent, NotificationEvent, StateEvent, UpdateEvent
@@ -76,7 +77,8 @@ class Session:
 
 
 class Sessions:
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.time) -> None:
+        self._now = now  # wall time (the agent's clock)
         self._lock = threading.Lock()
         self._by_peer: dict[str, Session] = {}
         self.local_asn = 0
@@ -91,7 +93,7 @@ class Sessions:
             for addr, (name, md5) in peers.items():
                 s = self._by_peer.get(addr)
                 if s is None:
-                    self._by_peer[addr] = Session(addr, name, md5)
+                    self._by_peer[addr] = Session(addr, name, md5, since=self._now())
                 else:
                     s.name, s.md5 = name, md5
 
@@ -107,7 +109,7 @@ class Sessions:
             for s in self._by_peer.values():
                 if s.state == "established":
                     s.flaps += 1
-                s.state, s.since, s.established_at = "idle", time.time(), None
+                s.state, s.since, s.established_at = "idle", self._now(), None
                 s.ever_connected = False
                 s.eor.clear()
 
@@ -141,7 +143,7 @@ class Sessions:
             return False
 
     def _state(self, s: Session, ev: StateEvent) -> bool:
-        now = ev.time or time.time()
+        now = ev.time or self._now()
         if ev.state == "connected":
             s.ever_connected = True
             s.state, s.since = "connect", now
@@ -165,7 +167,7 @@ class Sessions:
 
     def never_connected(self, after: float) -> None:
         """Sessions that never got a TCP connection for `after` seconds get a plain error."""
-        now = time.time()
+        now = self._now()
         with self._lock:
             for s in self._by_peer.values():
                 if s.state != "established" and not s.ever_connected and now - s.since > after:
