@@ -36,7 +36,7 @@ from flatroute.nodestate import NodeState
 from speaker import announce, exabgp_config, grace, kernel_routes, linkwatch, node_settings
 from speaker.bfd import BfdAdapter, Bfdd
 from speaker.bpf_reconcile import BpfAdapter, BpfSync, list_links, real_bpf
-from speaker.capabilities import DatapathUnavailable, choose_datapath
+from speaker.capabilities import DatapathUnavailable, choose_datapath, needed_missing
 from speaker.clock import Clock, SystemClock
 from speaker.desired import DEFAULT_BPF_DIR, Desired, Options, load
 from speaker.discovery import Discovery, Ndisc, RealNdisc
@@ -301,7 +301,7 @@ class Agent:
         node = self.opts.node
         for kind, n in counts.items():
             self.metrics.routes.labels(node, kind).set(n)
-        self.metrics.missing_features.labels(node).set(len(feats.missing))
+        self.metrics.missing_features.labels(node).set(len(self._missing()))
         for c in feats.caps.checks:
             self.metrics.capability.labels(node, c.name).set(1 if c.ok else 0)
         for name in ("kernel", "bpf"):
@@ -329,6 +329,13 @@ class Agent:
                 self.metrics.bfd_up.labels(*labels).set(1 if s.bfd == "up" else 0)
         return sessions
 
+    def _missing(self) -> tuple[str, ...]:
+        """Kernel features missing that the applied node state needs (the whole probe is in
+        `capabilities`): a fabric without SRv6 is never told it lacks VRF."""
+        d = self.resolved
+        behaviors = [s.behavior.value for s in d.state.local_sids] if d is not None else []
+        return needed_missing(self.kernel.features().caps, self.datapath, behaviors)
+
     def status(self) -> SpeakerStatus:
         now = self.clock.time()
         sessions = self._session_statuses(now)
@@ -337,7 +344,7 @@ class Agent:
         feats: tuple[str, ...] = ()
         caps: dict[str, Any] = {}
         with contextlib.suppress(Exception):
-            feats = self.kernel.features().missing
+            feats = self._missing()
             caps = self.kernel.features().caps.to_doc()
         return SpeakerStatus(
             node=self.opts.node, pid=os.getpid(), updated_at=now_iso(now),

@@ -95,6 +95,19 @@ class Capabilities:
         return cls(checks, str(doc.get("kernel") or ""))
 
 
+def needed_missing(caps: Capabilities, datapath: str | None,
+                   behaviors: Iterable[str] = ()) -> tuple[str, ...]:
+    """The failed checks that matter to this node state (`name: reason`), not all of them:
+    nothing without SRv6; on the kernel datapath its seg6 needs, and VRF where End.DT4/DT46
+    SIDs are asked for; on the eBPF datapath its BPF needs."""
+    if datapath is None:
+        return ()
+    names: list[str] = list(BPF_NEEDS if datapath == "bpf" else KERNEL_NEEDS)
+    if datapath == "kernel" and any(b in NEEDS_VRF for b in behaviors):
+        names += ["vrf", *(f"seg6local.{b}" for b in NEEDS_VRF if b in behaviors)]
+    return tuple(f"{c.name}: {c.reason}" for n in names if not (c := caps.get(n)).ok)
+
+
 class DatapathUnavailable(Exception):
     """The chosen SRv6 datapath cannot run on this kernel; the message says why."""
 

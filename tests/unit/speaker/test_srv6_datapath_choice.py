@@ -198,3 +198,15 @@ def test_the_agent_refuses_a_datapath_the_kernel_cannot_run_before_changing_anyt
     (where / "nodes" / f"{st.node}.json").write_text(json.dumps(doc))
     assert agent._load() is None
     assert agent.desired is not None and agent.desired.datapath == "bpf"
+
+
+def test_only_the_missing_features_the_node_state_needs_are_reported() -> None:
+    from speaker.capabilities import needed_missing
+
+    c = caps(False, True)  # no kernel seg6, no VRF, eBPF fine
+    assert needed_missing(c, None, ["End.DT4"]) == ()  # no SRv6: nothing is missing
+    assert needed_missing(c, "bpf", ["End.DT4", "End"]) == ()  # eBPF needs no VRF
+    k = caps(True, True)
+    assert needed_missing(k, "kernel", ["End", "End.DX4"]) == ()
+    assert needed_missing(k, "kernel", ["End.DT4"]) == (
+        "vrf: Operation not supported (errno 95)", "seg6local.End.DT4: not probed")
