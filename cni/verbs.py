@@ -11,6 +11,7 @@ from cni import netlink as nl
 from cni.config import (
     GATEWAY_V4,
     GATEWAY_V6,
+    LEGACY_POD_ROUTE_PROTOCOL,
     Env,
     NetConf,
     Range,
@@ -30,6 +31,7 @@ from cni.errors import (
     CniError,
     DelegateError,
 )
+from flatroute import CNI_ROUTE_PROTOCOL
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: `import typing` costs ~20 ms of start-up
 if TYPE_CHECKING:
@@ -69,7 +71,7 @@ class Pools:
 def pools(conf: NetConf) -> Pools:
     if conf.ranges is not None or conf.delegated:
         return Pools(conf.ranges or [], conf.mtu or 1500, GATEWAY_V4, GATEWAY_V6,
-                     conf.route_protocol)
+                     conf.route_protocol or CNI_ROUTE_PROTOCOL)
     node = read_node_file(conf.node_file)
     sets: list[list[Range]] = []
     for version, blocks in ((4, node.blocks[0]), (6, node.blocks[1])):
@@ -88,7 +90,20 @@ def pools(conf: NetConf) -> Pools:
     if not sets:
         raise CniError(NOT_AVAILABLE, f"{conf.node_file}: no pod block assigned to this node yet")
     return Pools(sets, conf.mtu or node.mtu, node.gateway_v4, node.gateway_v6,
-                 node.route_protocol)
+                 conf.route_protocol or node.pod_route_protocol)
+
+
+def pod_route_protocols(conf: NetConf) -> frozenset[int]:
+    """Every protocol a pod's host route of ours may carry: the one ADD writes now, and the
+    speaker's, which plugins before CNI_ROUTE_PROTOCOL wrote (pods made before an upgrade).
+    Only ever matched on a pod's own veth."""
+    protos = {LEGACY_POD_ROUTE_PROTOCOL, conf.route_protocol or CNI_ROUTE_PROTOCOL}
+    if conf.route_protocol is None and conf.ranges is None and not conf.delegated:
+        try:  # noqa: SIM105 - contextlib costs start-up time
+            protos.add(read_node_file(conf.node_file).pod_route_protocol)
+        except CniError:
+            pass  # GC needs no node file
+    return frozenset(protos)
 
 
 def _store(conf: NetConf) -> ipam.Store:
@@ -363,7 +378,8 @@ def cmd_check(env: Env, conf: NetConf) -> None:
     addresses = [addr.parse_ip(a) for a in rec[2]]
     problems: list[str] = []
     pl = pools(conf) if not conf.delegated else Pools([], conf.mtu or 1500, GATEWAY_V4,
-                                                      GATEWAY_V6, conf.route_protocol)
+                                                      GATEWAY_V6, CNI_ROUTE_PROTOCOL)
+    protos = (pl.protocol, LEGACY_POD_ROUTE_PROTOCOL)  # pods made before an upgrade: 70
     if not conf.delegated:
         for a in rec[2]:
             owner = store.owner(a)
@@ -390,7 +406,7 @@ def cmd_check(env: Env, conf: NetConf) -> None:
                 fam = addr.family(v)
                 want = addr.packed(v, value)
                 if not any(r.dst == want and r.dst_len == addr.BITS[v] and r.oif == hlink.index
-                           and r.protocol == pl.protocol for r in routes[fam]):
+                           and r.protocol in protos for r in routes[fam]):
                     problems.append(f"host route {addr.fmt(v, value)}/{addr.BITS[v]} dev {host} "
                                     f"proto {pl.protocol}: missing")
             try:
@@ -481,11 +497,12 @@ def cmd_gc(env: Env, conf: NetConf) -> None:
             if doomed:
                 hnl.batch(doomed, tolerate=(errno.ENODEV,))
             # Our routes on a valid veth that no longer belong to its attachment.
+            protos = pod_route_protocols(conf)
             extra = []
             for fam in (nl.AF_INET, nl.AF_INET6):
                 for r in nl.routes(hnl, fam):
                     name = ours.get(r.oif)
-                    if name is None or name not in valid_names or r.protocol != conf.route_protocol:
+                    if name is None or name not in valid_names or r.protocol not in protos:
                         continue
                     v = addr.V4 if fam == nl.AF_INET else addr.V6
                     if (v, int.from_bytes(r.dst, "big")) not in owned.get(name, []):

@@ -19,7 +19,7 @@ from cni.config import make_range, parse_conf, parse_ranges, read_node_file
 from cni.errors import CniError
 from cni.main import run
 from cni.verbs import is_our_veth, veth_name
-from flatroute import nodefile
+from flatroute import CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL, nodefile
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -83,8 +83,34 @@ def test_node_file_matches_the_contract(tmp_path: Path) -> None:
     ours = read_node_file(str(path))
     theirs = nodefile.read(str(path))
     assert ours.blocks == (theirs.ipv4_blocks, theirs.ipv6_blocks)
-    assert (ours.mtu, ours.gateway_v4, ours.gateway_v6, ours.route_protocol) == (
-        theirs.mtu, theirs.gateway_v4, theirs.gateway_v6, theirs.route_protocol)
+    assert (ours.mtu, ours.gateway_v4, ours.gateway_v6, ours.route_protocol,
+            ours.pod_route_protocol) == (
+        theirs.mtu, theirs.gateway_v4, theirs.gateway_v6, theirs.route_protocol,
+        theirs.pod_route_protocol)
+    path.write_text('{"version": 1, "node": "n1", "routeProtocol": 70}')  # an older speaker
+    assert read_node_file(str(path)).pod_route_protocol == \
+        nodefile.read(str(path)).pod_route_protocol == CNI_ROUTE_PROTOCOL
+
+
+def test_pod_routes_get_the_cni_protocol_and_70_is_still_recognised(tmp_path: Path) -> None:
+    from cni.verbs import pod_route_protocols, pools
+
+    path = tmp_path / "node.json"
+    path.write_text(nodefile.NodeFile("n1", ("10.0.0.0/26",), ()).to_json())
+    base = {"cniVersion": "1.1.0", "name": "n", "nodeFile": str(path)}
+    conf = parse_conf(base, b"")
+    assert pools(conf).protocol == CNI_ROUTE_PROTOCOL
+    assert pod_route_protocols(conf) == {CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL}
+    path.write_text(nodefile.NodeFile("n1", ("10.0.0.0/26",), (),
+                                      pod_route_protocol=99).to_json())
+    assert pools(conf).protocol == 99
+    assert pod_route_protocols(conf) == {99, CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL}
+    override = parse_conf({**base, "routeProtocol": 98}, b"")  # the config wins, like mtu
+    assert pools(override).protocol == 98
+    standalone = parse_conf({**base, "ipam": {"ranges": [[{"subnet": "10.1.0.0/24"}]]}}, b"")
+    assert pools(standalone).protocol == CNI_ROUTE_PROTOCOL
+    path.unlink()  # GC works without a node file
+    assert pod_route_protocols(conf) == {CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL}
     from cni import config
 
     assert config.DEFAULT_NODE_FILE == nodefile.DEFAULT_PATH
