@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cni import addr, errors, install, ipam, jsonlite
+from cni import addr, alloc, errors, install, ipam, jsonlite
 from cni.config import make_range, parse_conf, parse_ranges, read_node_file
 from cni.errors import CniError
 from cni.main import run
@@ -116,27 +116,41 @@ def test_pod_routes_get_the_cni_protocol_and_70_is_still_recognised(tmp_path: Pa
     assert config.DEFAULT_NODE_FILE == nodefile.DEFAULT_PATH
 
 
-def test_store_allocates_uniquely_and_releases(tmp_path: Path) -> None:
+def test_file_store_allocates_uniquely_and_releases(tmp_path: Path) -> None:
     rset = [make_range("10.0.0.0/29")]
     got = []
-    with ipam.Store(str(tmp_path), "net") as store:
+    store = ipam.FileStore(str(tmp_path), "net")
+    with store:
         for i in range(6):
-            got.append(store.reserve(rset, f"c{i}", "eth0"))
+            got.append(alloc.allocate(store, rset, f"c{i}", "eth0"))
         with pytest.raises(CniError) as exc:
-            store.reserve(rset, "c9", "eth0")
+            alloc.allocate(store, rset, "c9", "eth0")
         assert exc.value.code == errors.EXHAUSTED
         assert len(set(got)) == 6
-        assert not store.release(got[0], "someone-else", "eth0")
-        assert store.release(got[0], "c0", "eth0")
-        assert store.reserve(rset, "c9", "eth0") == got[0]
+        assert not alloc.release(store, got[0], "someone-else", "eth0")
+        assert alloc.release(store, got[0], "c0", "eth0")
+        assert alloc.allocate(store, rset, "c9", "eth0") == got[0]
+    assert sorted(os.listdir(tmp_path / "net" / "ip")) == sorted(got)
+    assert (tmp_path / "net" / "last.4").read_text() == got[0]
 
 
-def test_store_duplicate_attachment(tmp_path: Path) -> None:
-    with ipam.Store(str(tmp_path), "net") as store:
-        os.close(store.create_attachment("k", "c1", "eth0"))
+def test_file_store_attachments_and_its_lock(tmp_path: Path) -> None:
+    store = ipam.FileStore(str(tmp_path), "net")
+    with store:
+        store.create_attachment("k", "c1", "eth0")
+        store.add_addresses("k", ["10.0.0.1", "fd00::1"])
         with pytest.raises(CniError) as exc:
             store.create_attachment("k", "c1", "eth0")
-    assert exc.value.code == errors.DUPLICATE
+        assert exc.value.code == errors.DUPLICATE
+        with pytest.raises(CniError) as exc:  # POSIX locks are per process: never twice
+            store.__enter__()
+        assert exc.value.code == errors.INTERNAL
+    assert store.read_attachment("k") == ("c1", "eth0", ["10.0.0.1", "fd00::1"])
+    assert (tmp_path / "net" / "att" / "k").read_text() == "c1\neth0\n10.0.0.1\nfd00::1\n"
+    with store:  # let go, and taken again
+        store.remove_attachment("k")
+    assert store.attachments() == {}
+    store.check_usable()
 
 
 def _run(env: dict[str, str], stdin: str) -> tuple[int, dict[str, Any]]:
