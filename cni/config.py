@@ -9,7 +9,7 @@ import os
 
 from cni import addr
 from cni.errors import INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENV, NOT_AVAILABLE, CniError
-from flatroute import ROUTE_PROTOCOL
+from flatroute import CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: `import typing` costs ~20 ms of start-up
 if TYPE_CHECKING:
@@ -26,6 +26,10 @@ BUILTIN_IPAM = ("", "flatroute")
 GATEWAY_V4 = "169.254.1.1"
 GATEWAY_V6 = "fe80::1"
 MAX_IFNAME = 15
+#: what plugins before CNI_ROUTE_PROTOCOL gave the pods' host routes (the speaker's protocol):
+#: CHECK and GC still recognise it on a pod's own veth, so pods made before an upgrade keep
+#: working (docs/cni.md, "Route ownership and upgrades")
+LEGACY_POD_ROUTE_PROTOCOL = ROUTE_PROTOCOL
 
 
 class Env:
@@ -167,16 +171,19 @@ def parse_ranges(doc: Any, where: str = "ipam.ranges") -> list[list[Range]]:
 
 
 class NodeInfo:
-    __slots__ = ("blocks", "gateway_v4", "gateway_v6", "mtu", "node", "route_protocol")
+    __slots__ = ("blocks", "gateway_v4", "gateway_v6", "mtu", "node", "pod_route_protocol",
+                 "route_protocol")
 
     def __init__(self, node: str, blocks: tuple[tuple[str, ...], tuple[str, ...]], mtu: int,
-                 gateway_v4: str, gateway_v6: str, route_protocol: int) -> None:
+                 gateway_v4: str, gateway_v6: str, route_protocol: int,
+                 pod_route_protocol: int = CNI_ROUTE_PROTOCOL) -> None:
         self.node = node
         self.blocks = blocks
         self.mtu = mtu
         self.gateway_v4 = gateway_v4
         self.gateway_v6 = gateway_v6
-        self.route_protocol = route_protocol
+        self.route_protocol = route_protocol  # the speaker's
+        self.pod_route_protocol = pod_route_protocol  # ours: what the pods' host routes carry
 
 
 def read_node_file(path: str) -> NodeInfo:
@@ -204,6 +211,7 @@ def read_node_file(path: str) -> NodeInfo:
             gateway_v4=str(gw.get("ipv4", GATEWAY_V4)),
             gateway_v6=str(gw.get("ipv6", GATEWAY_V6)),
             route_protocol=int(doc.get("routeProtocol", ROUTE_PROTOCOL)),
+            pod_route_protocol=int(doc.get("podRouteProtocol", CNI_ROUTE_PROTOCOL)),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CniError(NOT_AVAILABLE, f"{path}: malformed node file: {exc}") from None
@@ -226,7 +234,9 @@ class NetConf:
         self.ipam_raw: dict[str, Any] = {}
         self.ranges: list[list[Range]] | None = None
         self.lock_timeout = 10.0
-        self.route_protocol = ROUTE_PROTOCOL
+        #: the config's `routeProtocol` for the pods' host routes; None: the node file's
+        #: podRouteProtocol, else CNI_ROUTE_PROTOCOL
+        self.route_protocol: int | None = None
         self.dns: dict[str, Any] = {}
         self.valid_attachments: list[tuple[str, str]] | None = None
 

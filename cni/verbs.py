@@ -6,11 +6,12 @@ from __future__ import annotations
 import errno
 import os
 
-from cni import addr, ipam
+from cni import addr, alloc, ipam
 from cni import netlink as nl
 from cni.config import (
     GATEWAY_V4,
     GATEWAY_V6,
+    LEGACY_POD_ROUTE_PROTOCOL,
     Env,
     NetConf,
     Range,
@@ -30,11 +31,14 @@ from cni.errors import (
     CniError,
     DelegateError,
 )
+from flatroute import CNI_ROUTE_PROTOCOL
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: `import typing` costs ~20 ms of start-up
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
+
+    from cni.store import Store
 
 VETH_PREFIX = "flr"
 _HEX = frozenset("0123456789abcdef")
@@ -69,7 +73,7 @@ class Pools:
 def pools(conf: NetConf) -> Pools:
     if conf.ranges is not None or conf.delegated:
         return Pools(conf.ranges or [], conf.mtu or 1500, GATEWAY_V4, GATEWAY_V6,
-                     conf.route_protocol)
+                     conf.route_protocol or CNI_ROUTE_PROTOCOL)
     node = read_node_file(conf.node_file)
     sets: list[list[Range]] = []
     for version, blocks in ((4, node.blocks[0]), (6, node.blocks[1])):
@@ -88,11 +92,24 @@ def pools(conf: NetConf) -> Pools:
     if not sets:
         raise CniError(NOT_AVAILABLE, f"{conf.node_file}: no pod block assigned to this node yet")
     return Pools(sets, conf.mtu or node.mtu, node.gateway_v4, node.gateway_v6,
-                 node.route_protocol)
+                 conf.route_protocol or node.pod_route_protocol)
 
 
-def _store(conf: NetConf) -> ipam.Store:
-    return ipam.Store(conf.data_dir, conf.name, conf.lock_timeout)
+def pod_route_protocols(conf: NetConf) -> frozenset[int]:
+    """Every protocol a pod's host route of ours may carry: the one ADD writes now, and the
+    speaker's, which plugins before CNI_ROUTE_PROTOCOL wrote (pods made before an upgrade).
+    Only ever matched on a pod's own veth."""
+    protos = {LEGACY_POD_ROUTE_PROTOCOL, conf.route_protocol or CNI_ROUTE_PROTOCOL}
+    if conf.route_protocol is None and conf.ranges is None and not conf.delegated:
+        try:  # noqa: SIM105 - contextlib costs start-up time
+            protos.add(read_node_file(conf.node_file).pod_route_protocol)
+        except CniError:
+            pass  # GC needs no node file
+    return frozenset(protos)
+
+
+def _store(conf: NetConf) -> Store:
+    return ipam.FileStore(conf.data_dir, conf.name, conf.lock_timeout)
 
 
 def _open_netns(path: str) -> int:
@@ -175,11 +192,11 @@ def _convert_prev(prev: dict[str, Any] | None, cni_version: str) -> dict[str, An
 
 # --- ADD ---------------------------------------------------------------------------------
 
-def cmd_add(env: Env, conf: NetConf) -> dict[str, Any]:
+def cmd_add(env: Env, conf: NetConf, store: Store | None = None) -> dict[str, Any]:
     host = veth_name(env.container_id, env.ifname)
     undo: list[Callable[[], object]] = []
     try:
-        return _add(env, conf, host, undo)
+        return _add(env, conf, host, undo, store or _store(conf))
     except BaseException:
         for step in reversed(undo):
             try:
@@ -190,30 +207,27 @@ def cmd_add(env: Env, conf: NetConf) -> dict[str, Any]:
 
 
 def _add(env: Env, conf: NetConf, host: str, undo: list[Callable[[], object]],
-         ) -> dict[str, Any]:
+         store: Store) -> dict[str, Any]:
     cid, ifname = env.container_id, env.ifname
     pod_fd = _open_netns(env.netns)
     undo.append(lambda: os.close(pod_fd))
     pl = pools(conf)
-    store = _store(conf)
-    addresses: list[tuple[int, int]] = []
-    with store:
-        att_fd = store.create_attachment(host, cid, ifname)
-        undo.append(lambda: store.remove_attachment(host))
-        try:
-            if conf.delegated:
-                result = _delegate_add(env, conf, undo)
-                addresses = _delegated_addresses(result, conf.ipam_type)
-            else:
-                for rset in pl.rangesets:
-                    text = store.reserve(rset, cid, ifname)
-                    undo.append(_releaser(store, text, cid, ifname))
-                    addresses.append(addr.parse_ip(text))
-            os.write(att_fd, "".join(f"{addr.fmt(*a)}\n" for a in addresses).encode())
-        finally:
-            os.close(att_fd)
-    v6 = any(v == addr.V6 for v, _ in addresses)
     gw = {addr.V4: addr.parse_ip(pl.gw4), addr.V6: addr.parse_ip(pl.gw6)}
+    reserved: list[str] = []
+    with store:
+        store.create_attachment(host, cid, ifname)
+        # Runs after the `with` let go of the lock: it takes it again.
+        undo.append(lambda: _forget(store, host, cid, ifname, reserved))
+        if conf.delegated:
+            result = _delegate_add(env, conf, undo)
+            addresses = _delegated_addresses(result, conf.ipam_type)
+        else:
+            for rset in pl.rangesets:
+                gateway = frozenset({gw[rset[0].version][1]})
+                reserved.append(alloc.allocate(store, rset, cid, ifname, skip=gateway))
+            addresses = [addr.parse_ip(a) for a in reserved]
+        store.add_addresses(host, [addr.fmt(*a) for a in addresses])
+    v6 = any(v == addr.V6 for v, _ in addresses)
 
     hnl = nl.Netlink()
     undo.append(hnl.close)
@@ -294,16 +308,12 @@ def _add(env: Env, conf: NetConf, host: str, undo: list[Callable[[], object]],
     return {"cniVersion": conf.cni_version, **out}
 
 
-def _releaser(store: ipam.Store, text: str, cid: str, ifname: str) -> Callable[[], None]:
-    return lambda: _release_locked(store, text, cid, ifname)
-
-
-def _release_locked(store: ipam.Store, text: str, cid: str, ifname: str) -> None:
-    if store._lock_fd >= 0:
-        store.release(text, cid, ifname)
-    else:
-        with store:
-            store.release(text, cid, ifname)
+def _forget(store: Store, key: str, cid: str, ifname: str, reserved: list[str]) -> None:
+    """Undo ADD's IPAM step: its reservations and its attachment record, under the lock."""
+    with store:
+        for text in reserved:
+            alloc.release(store, text, cid, ifname)
+        store.remove_attachment(key)
 
 
 def _delegate_add(env: Env, conf: NetConf, undo: list[Callable[[], object]]) -> dict[str, Any]:
@@ -332,7 +342,7 @@ def _delegated_addresses(result: dict[str, Any], plugin: str) -> list[tuple[int,
 
 # --- DEL ---------------------------------------------------------------------------------
 
-def cmd_del(env: Env, conf: NetConf) -> None:
+def cmd_del(env: Env, conf: NetConf, store: Store | None = None) -> None:
     host = veth_name(env.container_id, env.ifname)
     with nl.Netlink() as hnl:
         try:
@@ -344,18 +354,24 @@ def cmd_del(env: Env, conf: NetConf) -> None:
         from cni import delegate
 
         delegate.run(conf.ipam_type, env.path, "DEL", conf.raw)
-    with _store(conf) as store:
-        store.release_all(host, env.container_id, env.ifname)
-        store.remove_attachment(host)
+    release_attachment(store or _store(conf), host, env.container_id, env.ifname)
+
+
+def release_attachment(store: Store, key: str, cid: str, ifname: str) -> list[str]:
+    """DEL's IPAM step: succeeds when nothing is left, and when there was nothing."""
+    with store:
+        released = alloc.release_all(store, key, cid, ifname)
+        store.remove_attachment(key)
+    return released
 
 
 # --- CHECK -------------------------------------------------------------------------------
 
-def cmd_check(env: Env, conf: NetConf) -> None:
+def cmd_check(env: Env, conf: NetConf, store: Store | None = None) -> None:
     if conf.prev_result is None:
         raise CniError(INVALID_CONFIG, "CHECK needs prevResult")
     host = veth_name(env.container_id, env.ifname)
-    store = _store(conf)
+    store = store or _store(conf)
     rec = store.read_attachment(host)
     if rec is None or rec[:2] != (env.container_id, env.ifname):
         raise CniError(UNKNOWN_CONTAINER,
@@ -363,7 +379,8 @@ def cmd_check(env: Env, conf: NetConf) -> None:
     addresses = [addr.parse_ip(a) for a in rec[2]]
     problems: list[str] = []
     pl = pools(conf) if not conf.delegated else Pools([], conf.mtu or 1500, GATEWAY_V4,
-                                                      GATEWAY_V6, conf.route_protocol)
+                                                      GATEWAY_V6, CNI_ROUTE_PROTOCOL)
+    protos = (pl.protocol, LEGACY_POD_ROUTE_PROTOCOL)  # pods made before an upgrade: 70
     if not conf.delegated:
         for a in rec[2]:
             owner = store.owner(a)
@@ -390,7 +407,7 @@ def cmd_check(env: Env, conf: NetConf) -> None:
                 fam = addr.family(v)
                 want = addr.packed(v, value)
                 if not any(r.dst == want and r.dst_len == addr.BITS[v] and r.oif == hlink.index
-                           and r.protocol == pl.protocol for r in routes[fam]):
+                           and r.protocol in protos for r in routes[fam]):
                     problems.append(f"host route {addr.fmt(v, value)}/{addr.BITS[v]} dev {host} "
                                     f"proto {pl.protocol}: missing")
             try:
@@ -447,32 +464,21 @@ def _check_pod(pnl: nl.Netlink, env: Env, pl: Pools, addresses: list[tuple[int, 
 
 # --- GC ----------------------------------------------------------------------------------
 
-def cmd_gc(env: Env, conf: NetConf) -> None:
+def cmd_gc(env: Env, conf: NetConf, store: Store | None = None) -> None:
     if conf.valid_attachments is None:
         raise CniError(INVALID_CONFIG, "GC needs cni.dev/valid-attachments")
     valid = set(conf.valid_attachments)
     valid_names = {veth_name(c, i): (c, i) for c, i in valid}
-    stale: list[tuple[str, str, str]] = []
-    with _store(conf) as store:
-        atts = store.attachments()
-        for key, (cid, ifname, _addrs) in atts.items():
-            if (cid, ifname) not in valid:
-                stale.append((key, cid, ifname))
-        if conf.delegated:
-            from cni import delegate
+    delegate_del: Callable[[str, str], object] | None = None
+    if conf.delegated:
+        from cni import delegate
 
-            for key, cid, ifname in stale:
-                delegate.run(conf.ipam_type, env.path, "DEL", conf.raw,
-                             {"CNI_CONTAINERID": cid, "CNI_IFNAME": ifname, "CNI_NETNS": ""})
-                store.remove_attachment(key)
-        else:
-            for key, cid, ifname in stale:
-                store.release_all(key, cid, ifname)
-            for address, owner in store.reservations().items():
-                if owner not in valid:
-                    store.release(address, *owner)
-        owned = {k: [addr.parse_ip(a) for a in v[2]] for k, v in atts.items()
-                 if (v[0], v[1]) in valid}
+        def delegate_del(cid: str, ifname: str) -> object:
+            return delegate.run(conf.ipam_type, env.path, "DEL", conf.raw,
+                                {"CNI_CONTAINERID": cid, "CNI_IFNAME": ifname, "CNI_NETNS": ""})
+
+    kept = collect_garbage(store or _store(conf), valid, delegate_del)
+    owned = {k: [addr.parse_ip(a) for a in v] for k, v in kept.items()}
     with nl.Netlink() as hnl:
         try:
             ours = {link.index: link.name for link in nl.links(hnl)
@@ -481,11 +487,12 @@ def cmd_gc(env: Env, conf: NetConf) -> None:
             if doomed:
                 hnl.batch(doomed, tolerate=(errno.ENODEV,))
             # Our routes on a valid veth that no longer belong to its attachment.
+            protos = pod_route_protocols(conf)
             extra = []
             for fam in (nl.AF_INET, nl.AF_INET6):
                 for r in nl.routes(hnl, fam):
                     name = ours.get(r.oif)
-                    if name is None or name not in valid_names or r.protocol != conf.route_protocol:
+                    if name is None or name not in valid_names or r.protocol not in protos:
                         continue
                     v = addr.V4 if fam == nl.AF_INET else addr.V6
                     if (v, int.from_bytes(r.dst, "big")) not in owned.get(name, []):
@@ -503,9 +510,28 @@ def cmd_gc(env: Env, conf: NetConf) -> None:
             delegate.run(conf.ipam_type, env.path, "GC", conf.raw)
 
 
+def collect_garbage(store: Store, valid: set[tuple[str, str]],
+                    delegate_del: Callable[[str, str], object] | None = None,
+                    ) -> dict[str, list[str]]:
+    """GC's IPAM step: release every attachment and reservation not in `valid` (DELeting
+    each stale attachment through the delegated plugin, if any); returns the valid
+    attachments' addresses by key."""
+    with store:
+        stale, kept = alloc.collect(store, valid)
+        for key, cid, ifname in stale:
+            if delegate_del is not None:
+                delegate_del(cid, ifname)
+                store.remove_attachment(key)
+            else:
+                alloc.release_all(store, key, cid, ifname)
+        if delegate_del is None:
+            alloc.release_invalid(store, valid)
+    return kept
+
+
 # --- STATUS ------------------------------------------------------------------------------
 
-def cmd_status(env: Env, conf: NetConf) -> None:
+def cmd_status(env: Env, conf: NetConf, store: Store | None = None) -> None:
     if conf.delegated:
         from cni import delegate
 
@@ -516,16 +542,11 @@ def cmd_status(env: Env, conf: NetConf) -> None:
         if delegate.supports(conf.ipam_type, env.path, "1.1.0"):
             delegate.run(conf.ipam_type, env.path, "STATUS", conf.raw)
     pl = pools(conf)
-    store = _store(conf)
+    store = store or _store(conf)
     try:
-        os.makedirs(store.ip_dir, 0o700, exist_ok=True)
-        os.makedirs(store.att_dir, 0o700, exist_ok=True)
-        probe = os.path.join(store.root, "lock")
-        os.close(os.open(probe, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
-        if not os.access(store.ip_dir, os.W_OK) or not os.access(store.att_dir, os.W_OK):
-            raise PermissionError(errno.EACCES, "not writable")
+        store.check_usable()
     except OSError as exc:
-        raise CniError(NOT_AVAILABLE, f"data directory {store.root} is unusable",
+        raise CniError(NOT_AVAILABLE, f"data directory {store.where} is unusable",
                        exc.strerror or "") from None
     if conf.delegated:
         return

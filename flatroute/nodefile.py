@@ -9,8 +9,14 @@ plugin can read it with the standard library alone. Default path: /run/flatroute
       "podBlocks": {"ipv4": ["10.244.0.0/26"], "ipv6": ["fd00:10:244::/122"]},
       "gateway": {"ipv4": "169.254.1.1", "ipv6": "fe80::1"},
       "mtu": 1500,
-      "routeProtocol": 70
+      "routeProtocol": 70,
+      "podRouteProtocol": 71
     }
+
+`routeProtocol` is the speaker's own route protocol; `podRouteProtocol` the one the plugin gives
+the pods' host routes (flatroute.CNI_ROUTE_PROTOCOL). A file without it (an older speaker)
+means the default. Plugins that predate `podRouteProtocol` used `routeProtocol` for their pod
+routes, which is why the plugin still recognises that number on a pod's veth (docs/cni.md).
 
 This module must stay import-light (stdlib only): the CNI plugin imports it.
 """
@@ -19,6 +25,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
+from flatroute import CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL
 
 DEFAULT_PATH = "/run/flatroute/node.json"
 VERSION = 1
@@ -38,7 +46,8 @@ class NodeFile:
     mtu: int = 1500
     gateway_v4: str = GATEWAY_V4
     gateway_v6: str = GATEWAY_V6
-    route_protocol: int = 70
+    route_protocol: int = ROUTE_PROTOCOL
+    pod_route_protocol: int = CNI_ROUTE_PROTOCOL
 
     def to_json(self) -> str:
         doc = {
@@ -48,6 +57,7 @@ class NodeFile:
             "gateway": {"ipv4": self.gateway_v4, "ipv6": self.gateway_v6},
             "mtu": self.mtu,
             "routeProtocol": self.route_protocol,
+            "podRouteProtocol": self.pod_route_protocol,
         }
         return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
@@ -66,7 +76,8 @@ def parse(text: str, source: str = DEFAULT_PATH) -> NodeFile:
             mtu=int(doc.get("mtu", 1500)),
             gateway_v4=str(gw.get("ipv4", GATEWAY_V4)),
             gateway_v6=str(gw.get("ipv6", GATEWAY_V6)),
-            route_protocol=int(doc.get("routeProtocol", 70)),
+            route_protocol=int(doc.get("routeProtocol", ROUTE_PROTOCOL)),
+            pod_route_protocol=int(doc.get("podRouteProtocol", CNI_ROUTE_PROTOCOL)),
         )
     except NodeFileError:
         raise

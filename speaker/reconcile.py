@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_network
 
-from flatroute.fabric.naming import ifname
+from flatroute.fabric.naming import ifname, is_pod_veth
 from flatroute.nodestate import NodeState
 from flatroute.plan.model import Behavior
 from speaker.routes import Nexthop, Route, Seg6Encap, Seg6Local, sorted_nexthops
@@ -129,18 +129,20 @@ def hold_learned(desired: list[Route], actual: Iterable[Route]) -> list[Route]:
     return sorted(by_key.values(), key=lambda r: r.key)
 
 
-def speaker_owned(actual: Iterable[Route], state: NodeState) -> list[Route]:
-    """Our protocol's routes minus the pods' host routes, which the CNI plugin owns.
+def speaker_owned(actual: Iterable[Route], _state: NodeState | None = None) -> list[Route]:
+    """The speaker's routes among `actual` (the dump of its protocol): ownership by the route.
 
-    Both carry flatroute's protocol number; a /32 or /128 inside the node's own pod blocks
-    without an encapsulation is a pod's route (made by ADD, removed by DEL and GC), never the
-    speaker's to delete.
+    The CNI plugin gives the pods' host routes a protocol of their own
+    (flatroute.CNI_ROUTE_PROTOCOL), so the speaker's dump never returns them. Plugins before
+    that used the speaker's protocol; their routes run through a pod's host veth (`flr` + 12 hex
+    digits, `is_pod_veth`), a device the speaker never routes through, and so any route with a
+    path over one is the plugin's, never the speaker's to replace or delete. The node's pod
+    blocks play no part: a block leaving the node state leaves its running pods' routes alone.
+    The second argument (the node state) is ignored and kept only so that callers need not
+    change; it will go.
     """
-    blocks = [*state.ipv4_blocks, *state.ipv6_blocks]
     return [r for r in actual
-            if r.encap is not None or r.dst.prefixlen != r.dst.max_prefixlen
-            or not any(r.dst.version == b.version and r.dst.subnet_of(b)  # type: ignore[arg-type]
-                       for b in blocks)]
+            if not any(nh.ifname is not None and is_pod_veth(nh.ifname) for nh in r.nexthops)]
 
 
 def diff(desired: Iterable[Route], actual: Iterable[Route]) -> list[Op]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from cni.install import install
+from flatroute import CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL
 from tests.netns_util import Netns, need_tool, sh
 
 REF = "/usr/lib/cni"
@@ -93,10 +94,18 @@ class Node:
         return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines()
                       if line.split(":")[1].strip().startswith("flr"))
 
-    def our_routes(self) -> list[str]:
-        v4 = sh("ip", "route", "show", "proto", "70", ns=self.name).stdout.splitlines()
-        v6 = sh("ip", "-6", "route", "show", "proto", "70", ns=self.name).stdout.splitlines()
+    def routes(self, proto: int) -> list[str]:
+        v4 = sh("ip", "route", "show", "proto", str(proto), ns=self.name).stdout.splitlines()
+        v6 = sh("ip", "-6", "route", "show", "proto", str(proto), ns=self.name).stdout.splitlines()
         return v4 + v6
+
+    def our_routes(self) -> list[str]:
+        """The pods' host routes the plugin makes (flatroute.CNI_ROUTE_PROTOCOL)."""
+        return self.routes(CNI_ROUTE_PROTOCOL)
+
+    def speaker_routes(self) -> list[str]:
+        """Routes of the speaker's protocol (and pod routes of plugins before 71)."""
+        return self.routes(ROUTE_PROTOCOL)
 
     def reservations(self) -> list[str]:
         d = self.data / "frnet" / "ip"
@@ -109,6 +118,7 @@ class Node:
     def assert_clean(self) -> None:
         assert self.host_veths() == []
         assert self.our_routes() == []
+        assert [r for r in self.speaker_routes() if " dev flr" in r] == []
         assert self.reservations() == []
         assert self.attachments() == []
 

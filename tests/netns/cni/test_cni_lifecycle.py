@@ -76,7 +76,8 @@ def test_gc_removes_leftovers_it_owns(node: Node) -> None:
     pod = node.pod()
     node.ok("ADD", conf, cid="gone", pod=pod)
     node.ok("ADD", conf, cid="kept", ifname="net1", pod=pod)
-    # A foreign route with our protocol on a foreign interface must survive GC.
+    # A route with the speaker's protocol (which plugins before 71 used for pods) on a foreign
+    # interface must survive GC.
     from tests.netns_util import sh
 
     sh("ip", "route", "add", "198.51.100.0/24", "via", "192.0.2.2", "proto", "70", ns=node.name)
@@ -84,7 +85,7 @@ def test_gc_removes_leftovers_it_owns(node: Node) -> None:
                                                           "ifname": "net1"}]})
     assert pod_links(pod) == ["lo", "net1"]
     assert len(node.attachments()) == 1
-    assert any("198.51.100.0/24" in line for line in node.our_routes())
+    assert any("198.51.100.0/24" in line for line in node.speaker_routes())
 
 
 def sh_out(pod: str, *cmd: str) -> str:

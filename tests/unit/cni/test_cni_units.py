@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cni import addr, errors, install, ipam, jsonlite
+from cni import addr, alloc, errors, install, ipam, jsonlite
 from cni.config import make_range, parse_conf, parse_ranges, read_node_file
 from cni.errors import CniError
 from cni.main import run
 from cni.verbs import is_our_veth, veth_name
-from flatroute import nodefile
+from flatroute import CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL, nodefile
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -83,34 +83,74 @@ def test_node_file_matches_the_contract(tmp_path: Path) -> None:
     ours = read_node_file(str(path))
     theirs = nodefile.read(str(path))
     assert ours.blocks == (theirs.ipv4_blocks, theirs.ipv6_blocks)
-    assert (ours.mtu, ours.gateway_v4, ours.gateway_v6, ours.route_protocol) == (
-        theirs.mtu, theirs.gateway_v4, theirs.gateway_v6, theirs.route_protocol)
+    assert (ours.mtu, ours.gateway_v4, ours.gateway_v6, ours.route_protocol,
+            ours.pod_route_protocol) == (
+        theirs.mtu, theirs.gateway_v4, theirs.gateway_v6, theirs.route_protocol,
+        theirs.pod_route_protocol)
+    path.write_text('{"version": 1, "node": "n1", "routeProtocol": 70}')  # an older speaker
+    assert read_node_file(str(path)).pod_route_protocol == \
+        nodefile.read(str(path)).pod_route_protocol == CNI_ROUTE_PROTOCOL
+
+
+def test_pod_routes_get_the_cni_protocol_and_70_is_still_recognised(tmp_path: Path) -> None:
+    from cni.verbs import pod_route_protocols, pools
+
+    path = tmp_path / "node.json"
+    path.write_text(nodefile.NodeFile("n1", ("10.0.0.0/26",), ()).to_json())
+    base = {"cniVersion": "1.1.0", "name": "n", "nodeFile": str(path)}
+    conf = parse_conf(base, b"")
+    assert pools(conf).protocol == CNI_ROUTE_PROTOCOL
+    assert pod_route_protocols(conf) == {CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL}
+    path.write_text(nodefile.NodeFile("n1", ("10.0.0.0/26",), (),
+                                      pod_route_protocol=99).to_json())
+    assert pools(conf).protocol == 99
+    assert pod_route_protocols(conf) == {99, CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL}
+    override = parse_conf({**base, "routeProtocol": 98}, b"")  # the config wins, like mtu
+    assert pools(override).protocol == 98
+    standalone = parse_conf({**base, "ipam": {"ranges": [[{"subnet": "10.1.0.0/24"}]]}}, b"")
+    assert pools(standalone).protocol == CNI_ROUTE_PROTOCOL
+    path.unlink()  # GC works without a node file
+    assert pod_route_protocols(conf) == {CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL}
     from cni import config
 
     assert config.DEFAULT_NODE_FILE == nodefile.DEFAULT_PATH
 
 
-def test_store_allocates_uniquely_and_releases(tmp_path: Path) -> None:
+def test_file_store_allocates_uniquely_and_releases(tmp_path: Path) -> None:
     rset = [make_range("10.0.0.0/29")]
     got = []
-    with ipam.Store(str(tmp_path), "net") as store:
+    store = ipam.FileStore(str(tmp_path), "net")
+    with store:
         for i in range(6):
-            got.append(store.reserve(rset, f"c{i}", "eth0"))
+            got.append(alloc.allocate(store, rset, f"c{i}", "eth0"))
         with pytest.raises(CniError) as exc:
-            store.reserve(rset, "c9", "eth0")
+            alloc.allocate(store, rset, "c9", "eth0")
         assert exc.value.code == errors.EXHAUSTED
         assert len(set(got)) == 6
-        assert not store.release(got[0], "someone-else", "eth0")
-        assert store.release(got[0], "c0", "eth0")
-        assert store.reserve(rset, "c9", "eth0") == got[0]
+        assert not alloc.release(store, got[0], "someone-else", "eth0")
+        assert alloc.release(store, got[0], "c0", "eth0")
+        assert alloc.allocate(store, rset, "c9", "eth0") == got[0]
+    assert sorted(os.listdir(tmp_path / "net" / "ip")) == sorted(got)
+    assert (tmp_path / "net" / "last.4").read_text() == got[0]
 
 
-def test_store_duplicate_attachment(tmp_path: Path) -> None:
-    with ipam.Store(str(tmp_path), "net") as store:
-        os.close(store.create_attachment("k", "c1", "eth0"))
+def test_file_store_attachments_and_its_lock(tmp_path: Path) -> None:
+    store = ipam.FileStore(str(tmp_path), "net")
+    with store:
+        store.create_attachment("k", "c1", "eth0")
+        store.add_addresses("k", ["10.0.0.1", "fd00::1"])
         with pytest.raises(CniError) as exc:
             store.create_attachment("k", "c1", "eth0")
-    assert exc.value.code == errors.DUPLICATE
+        assert exc.value.code == errors.DUPLICATE
+        with pytest.raises(CniError) as exc:  # POSIX locks are per process: never twice
+            store.__enter__()
+        assert exc.value.code == errors.INTERNAL
+    assert store.read_attachment("k") == ("c1", "eth0", ["10.0.0.1", "fd00::1"])
+    assert (tmp_path / "net" / "att" / "k").read_text() == "c1\neth0\n10.0.0.1\nfd00::1\n"
+    with store:  # let go, and taken again
+        store.remove_attachment("k")
+    assert store.attachments() == {}
+    store.check_usable()
 
 
 def _run(env: dict[str, str], stdin: str) -> tuple[int, dict[str, Any]]:
