@@ -38,7 +38,7 @@ def sync(kernel: KernelAdapter, st: NodeState, sessions: list[Session], srv6: li
     """Diff and apply; returns (errors, counts of what is installed)."""
     errors: list[str] = []
     learned = reconcile.learned_routes(st, sessions)
-    actual = reconcile.speaker_owned(kernel.list_owned(), st)
+    actual = reconcile.speaker_owned(kernel.list_owned())
     if held:
         learned = reconcile.hold_learned(
             learned, [_only_devices(r, held) for r in actual if r.kind == "learned"])
@@ -49,7 +49,7 @@ def sync(kernel: KernelAdapter, st: NodeState, sessions: list[Session], srv6: li
     res = kernel.apply(ops)
     log.info("kernel_changed", ops=len(ops), applied=res.applied, failed=len(res.failures))
     errors += [f"route {r.dst}: {why}" for r, why in res.failures]
-    return errors, counts(reconcile.speaker_owned(kernel.list_owned(), st))
+    return errors, counts(reconcile.speaker_owned(kernel.list_owned()))
 
 
 def _only_devices(r: Route, devices: set[str]) -> Route:

@@ -129,7 +129,7 @@ def hold_learned(desired: list[Route], actual: Iterable[Route]) -> list[Route]:
     return sorted(by_key.values(), key=lambda r: r.key)
 
 
-def speaker_owned(actual: Iterable[Route], _state: NodeState | None = None) -> list[Route]:
+def speaker_owned(actual: Iterable[Route]) -> list[Route]:
     """The speaker's routes among `actual` (the dump of its protocol): ownership by the route.
 
     The CNI plugin gives the pods' host routes a protocol of their own
@@ -138,8 +138,6 @@ def speaker_owned(actual: Iterable[Route], _state: NodeState | None = None) -> l
     digits, `is_pod_veth`), a device the speaker never routes through, and so any route with a
     path over one is the plugin's, never the speaker's to replace or delete. The node's pod
     blocks play no part: a block leaving the node state leaves its running pods' routes alone.
-    The second argument (the node state) is ignored and kept only so that callers need not
-    change; it will go.
     """
     return [r for r in actual
             if not any(nh.ifname is not None and is_pod_veth(nh.ifname) for nh in r.nexthops)]

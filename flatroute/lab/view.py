@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flatroute import CNI_ROUTE_PROTOCOL
 from flatroute.errors import FlatrouteError
 from flatroute.fabric import load_fabric
 from flatroute.lab import frr, host
@@ -70,10 +71,15 @@ def status(state: LabState) -> list[str]:
                           check=False).stdout.splitlines()
         routes4 = host.run(host.in_ns(n.ns, ["ip", "route", "show", "proto", "70"]),
                            check=False).stdout.splitlines()
+        pods4 = host.run(host.in_ns(n.ns, ["ip", "route", "show", "proto",
+                                           str(CNI_ROUTE_PROTOCOL)]), check=False).stdout
+        pods6 = host.run(host.in_ns(n.ns, ["ip", "-6", "route", "show", "proto",
+                                           str(CNI_ROUTE_PROTOCOL)]), check=False).stdout
         sids = [ln for ln in routes if "seg6local" in ln]
         encaps = [ln for ln in routes4 + routes if "encap seg6 " in ln]
-        lines.append(f"    kernel: {len(routes4) + len(routes)} flatroute routes, "
-                     f"{len(sids)} SIDs, {len(encaps)} SRv6 encap routes")
+        lines.append(f"    kernel: {len(routes4) + len(routes)} speaker routes, "
+                     f"{len(sids)} SIDs, {len(encaps)} SRv6 encap routes, "
+                     f"{len((pods4 + pods6).splitlines())} pod routes of the CNI plugin")
         for ln in sids:
             lines.append(f"      {ln.strip()}")
     if state.kubernetes and state.api_url:
