@@ -146,59 +146,73 @@ def _links(fabric: Fabric) -> list[tuple[str, str]]:
 def machines(fabric: Fabric, plan: Plan) -> list[Machine]:
     """One VM per router (ToRs, spines, WAN routers) and per node, with their NICs."""
     prefix = f"flatroute-{_net_part(fabric.name)}"
-    nics: dict[str, list[Nic]] = {}
-    used_macs: set[str] = set()
-
-    def mac(vm: str, network: str) -> str:
-        salt = 0
-        while True:
-            digest = hashlib.sha256(f"{fabric.name}|{vm}|{network}|{salt}".encode()).digest()
-            value = "02:" + ":".join(f"{b:02x}" for b in digest[:5])
-            if value not in used_macs:
-                used_macs.add(value)
-                return value
-            salt += 1
-
-    def add(vm: str, network: str, name: str, peer: str, addresses: tuple[str, ...] = ()) -> None:
-        nics.setdefault(vm, []).append(Nic(network, mac(vm, network), name, peer, addresses))
-
+    nics = _Nics(fabric.name)
     roles = _router_roles(fabric)
     for router, _role, _site in roles:
-        nics.setdefault(router.name, [])
+        nics.by_vm.setdefault(router.name, [])
     for a, b in _links(fabric):
         network = f"{prefix}-{_net_part(a)}--{_net_part(b)}"
-        add(a, network, ifname(b), b)
-        add(b, network, ifname(a), a)
-    routers = {r.name: r for r, _role, _site in roles}
+        nics.add(a, network, ifname(b), b)
+        nics.add(b, network, ifname(a), a)
     for router, role, _site in roles:
-        if role != "tor" or router.peering.unnumbered:
-            continue
-        addrs = tuple(str(a) for a in (router.peering.ipv4, router.peering.ipv6) if a)
-        add(router.name, f"{prefix}-{_net_part(router.name)}-servers", SERVERS_INTERFACE,
-            "its rack's nodes (server subnet)", addrs)
-    for node in plan.nodes:
-        nics.setdefault(node.name, [])
-        for up in node.uplinks:
-            tor = routers[up.tor]
-            addrs = tuple(str(a) for a in (up.ipv4, up.ipv6) if a is not None)
-            if tor.peering.unnumbered:
-                network = f"{prefix}-{_net_part(up.tor)}--{_net_part(node.name)}"
-                add(up.tor, network, ifname(node.name), node.name)
-            else:
-                network = f"{prefix}-{_net_part(up.tor)}-servers"
-            add(node.name, network, ifname(up.tor), up.tor, addrs)
+        if role == "tor" and not router.peering.unnumbered:
+            addrs = tuple(str(a) for a in (router.peering.ipv4, router.peering.ipv6) if a)
+            nics.add(router.name, f"{prefix}-{_net_part(router.name)}-servers",
+                     SERVERS_INTERFACE, "its rack's nodes (server subnet)", addrs)
+    _node_nics(plan, {r.name: r for r, _role, _site in roles}, prefix, nics)
     out: list[Machine] = []
     for router, role, _site in roles:
         files = [f"configs/{router.name}/frr.conf"]
         if router.locator is not None:
             files.append(f"configs/{router.name}/srv6.sh")
-        out.append(Machine(router.name, role, tuple(nics[router.name]), tuple(files)))
+        out.append(Machine(router.name, role, tuple(nics.by_vm[router.name]), tuple(files)))
     for node in plan.nodes:
         files = [f"configs/{node.name}/nodestate.json"]
         if fabric.bgp.md5 is not None:
             files.append(f"configs/{node.name}/bgp-md5.secret")
-        out.append(Machine(node.name, "node", tuple(nics[node.name]), tuple(files)))
+        out.append(Machine(node.name, "node", tuple(nics.by_vm[node.name]), tuple(files)))
     return out
+
+
+def _node_nics(plan: Plan, routers: dict[str, Router], prefix: str, nics: _Nics) -> None:
+    """Each node's uplinks: on its ToR's server network, or a network of their own (and a NIC
+    on the ToR) when the ToR is unnumbered."""
+    for node in plan.nodes:
+        nics.by_vm.setdefault(node.name, [])
+        for up in node.uplinks:
+            tor = routers[up.tor]
+            addrs = tuple(str(a) for a in (up.ipv4, up.ipv6) if a is not None)
+            if tor.peering.unnumbered:
+                network = f"{prefix}-{_net_part(up.tor)}--{_net_part(node.name)}"
+                nics.add(up.tor, network, ifname(node.name), node.name)
+            else:
+                network = f"{prefix}-{_net_part(up.tor)}-servers"
+            nics.add(node.name, network, ifname(up.tor), up.tor, addrs)
+
+
+@dataclass
+class _Nics:
+    """The NICs of every VM, each with a MAC derived from the fabric, the VM and the network
+    (a clash takes the next salt, so MACs depend on the order NICs are added)."""
+
+    fabric_name: str
+    by_vm: dict[str, list[Nic]] = dataclasses.field(default_factory=dict)
+    used_macs: set[str] = dataclasses.field(default_factory=set)
+
+    def mac(self, vm: str, network: str) -> str:
+        salt = 0
+        while True:
+            digest = hashlib.sha256(f"{self.fabric_name}|{vm}|{network}|{salt}".encode()).digest()
+            value = "02:" + ":".join(f"{b:02x}" for b in digest[:5])
+            if value not in self.used_macs:
+                self.used_macs.add(value)
+                return value
+            salt += 1
+
+    def add(self, vm: str, network: str, name: str, peer: str,
+            addresses: tuple[str, ...] = ()) -> None:
+        self.by_vm.setdefault(vm, []).append(Nic(network, self.mac(vm, network), name, peer,
+                                                 addresses))
 
 
 def lab_secret(fabric: Fabric) -> str:
