@@ -282,7 +282,15 @@ def _header(fabric: Fabric, marker: str) -> list[str]:
 
 
 def vagrantfile(fabric: Fabric, vms: list[Machine]) -> str:
-    out = ["# -*- mode: ruby -*-", "# vi: set ft=ruby :", *_header(fabric, "#"), "#",
+    out = _vagrantfile_head(fabric)
+    out += _machines_rb(vms)
+    out += _vagrant_configure()
+    return "\n".join(out) + "\n"
+
+
+def _vagrantfile_head(fabric: Fabric) -> list[str]:
+    """The comment, the source tree lookup, the box and the rsync exclusions."""
+    return ["# -*- mode: ruby -*-", "# vi: set ft=ruby :", *_header(fabric, "#"), "#",
            "# One VM per router and node; one private network per link and per ToR server",
            "# subnet. Vagrant configures nothing on these NICs (auto_config: false): each",
            "# provision/<vm>.sh renames them by MAC and sets the plan's addresses.",
@@ -307,6 +315,11 @@ def vagrantfile(fabric: Fabric, vms: list[Machine]) -> str:
            "# at the other end, the addresses provisioning sets) and the rendered files",
            f"# uploaded to {UPLOAD_DIR}/.",
            "MACHINES = {"]
+
+
+def _machines_rb(vms: list[Machine]) -> list[str]:
+    """The body of the MACHINES hash: each VM's role, size, NICs and files."""
+    out: list[str] = []
     for vm in vms:
         out.append(f"  {ruby_str(vm.name)} => {{")
         out.append(f"    role: {ruby_str(vm.role)}, memory: {vm.memory}, cpus: {vm.cpus},")
@@ -319,7 +332,12 @@ def vagrantfile(fabric: Fabric, vms: list[Machine]) -> str:
         out.append("    ],")
         out.append("    files: [" + ", ".join(ruby_str(f) for f in vm.files) + "],")
         out.append("  },")
-    out += [
+    return out
+
+
+def _vagrant_configure() -> list[str]:
+    """The end of MACHINES, and the Vagrant configuration that defines a VM from each entry."""
+    return [
         "}.freeze",
         "",
         'Vagrant.configure("2") do |config|',
@@ -368,7 +386,6 @@ def vagrantfile(fabric: Fabric, vms: list[Machine]) -> str:
         "  end",
         "end",
     ]
-    return "\n".join(out) + "\n"
 
 
 # -- provisioning scripts ---------------------------------------------------------------------
@@ -377,6 +394,39 @@ q = shlex.quote
 
 def _links_script(vm: Machine, sysctls: dict[str, str]) -> list[str]:
     """/usr/local/sbin/flatroute-links: names, addresses and sysctls, at every boot."""
+    conf = [f"{k} = {v}" for k, v in sorted(sysctls.items())]
+    return [
+        "install -d /etc/flatroute",
+        "cat > /etc/sysctl.d/90-flatroute.conf <<'FLATROUTE_EOF'",
+        "# flatroute lab: forwarding, SRv6, no DAD, no reverse-path filter",
+        *conf,
+        "FLATROUTE_EOF",
+        "cat > /usr/local/sbin/flatroute-links <<'FLATROUTE_EOF'",
+        *_links_body(vm),
+        "FLATROUTE_EOF",
+        "chmod 0755 /usr/local/sbin/flatroute-links",
+        "cat > /etc/systemd/system/flatroute-links.service <<'FLATROUTE_EOF'",
+        "[Unit]",
+        "Description=flatroute lab: fabric NIC names and addresses",
+        "After=systemd-udevd.service systemd-sysctl.service",
+        "Before=network-online.target",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "ExecStart=/usr/local/sbin/flatroute-links",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "FLATROUTE_EOF",
+        "systemctl daemon-reload",
+        "systemctl enable flatroute-links.service",
+        "systemctl restart flatroute-links.service",
+    ]
+
+
+def _links_body(vm: Machine) -> list[str]:
+    """The flatroute-links script: each NIC found by MAC and renamed, then its addresses."""
     body = [
         "#!/bin/sh",
         f"# flatroute lab: the fabric NICs of {_comment(vm.name)}: renamed by MAC to the naming",
@@ -416,35 +466,7 @@ def _links_script(vm: Machine, sysctls: dict[str, str]) -> list[str]:
             else:
                 IPv4Interface(a)
                 body.append(f"ip -4 addr replace {q(a)} dev {q(n.ifname)}")
-    conf = [f"{k} = {v}" for k, v in sorted(sysctls.items())]
-    return [
-        "install -d /etc/flatroute",
-        "cat > /etc/sysctl.d/90-flatroute.conf <<'FLATROUTE_EOF'",
-        "# flatroute lab: forwarding, SRv6, no DAD, no reverse-path filter",
-        *conf,
-        "FLATROUTE_EOF",
-        "cat > /usr/local/sbin/flatroute-links <<'FLATROUTE_EOF'",
-        *body,
-        "FLATROUTE_EOF",
-        "chmod 0755 /usr/local/sbin/flatroute-links",
-        "cat > /etc/systemd/system/flatroute-links.service <<'FLATROUTE_EOF'",
-        "[Unit]",
-        "Description=flatroute lab: fabric NIC names and addresses",
-        "After=systemd-udevd.service systemd-sysctl.service",
-        "Before=network-online.target",
-        "",
-        "[Service]",
-        "Type=oneshot",
-        "RemainAfterExit=yes",
-        "ExecStart=/usr/local/sbin/flatroute-links",
-        "",
-        "[Install]",
-        "WantedBy=multi-user.target",
-        "FLATROUTE_EOF",
-        "systemctl daemon-reload",
-        "systemctl enable flatroute-links.service",
-        "systemctl restart flatroute-links.service",
-    ]
+    return body
 
 
 def _script_head(fabric: Fabric, vm: Machine, what: str) -> list[str]:
@@ -537,7 +559,25 @@ def node_script(fabric: Fabric, vm: Machine) -> str:
     ]
     if fabric.bgp.md5 is not None:
         out.append(f'install -m 0600 "$F/bgp-md5.secret" {MD5_FILE}')
+    out += _speaker_service(vm)
     out += [
+        "",
+        "echo '>>> CNI plugin: /opt/cni/bin/flatroute-cni, /etc/cni/net.d/10-flatroute.conflist'",
+        "if flatroute cni install --help >/dev/null 2>&1; then",
+        f"  flatroute cni install --node-file {NODE_FILE}",
+        "else",
+        f"  {VENV}/bin/python -m cni.install install --node-file {NODE_FILE}",
+        "fi",
+        "",
+        "echo " + q(f">>> {vm.name} ready: systemctl status flatroute-speaker"),
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _speaker_service(vm: Machine) -> list[str]:
+    """flatroute-speaker.service, with the flags the installed speaker has."""
+    name = q(vm.name)
+    return [
         "",
         "echo '>>> speaker: flatroute-speaker.service'",
         "# The speaker's flags are read from its --help: the static-mode state directory",
@@ -574,17 +614,7 @@ def node_script(fabric: Fabric, vm: Machine) -> str:
         "  systemctl enable flatroute-speaker.service",
         "  systemctl restart flatroute-speaker.service",
         "fi",
-        "",
-        "echo '>>> CNI plugin: /opt/cni/bin/flatroute-cni, /etc/cni/net.d/10-flatroute.conflist'",
-        "if flatroute cni install --help >/dev/null 2>&1; then",
-        f"  flatroute cni install --node-file {NODE_FILE}",
-        "else",
-        f"  {VENV}/bin/python -m cni.install install --node-file {NODE_FILE}",
-        "fi",
-        "",
-        "echo " + q(f">>> {vm.name} ready: systemctl status flatroute-speaker"),
     ]
-    return "\n".join(out) + "\n"
 
 
 # -- README -----------------------------------------------------------------------------------
