@@ -620,6 +620,11 @@ def bench_install(tag: str, cleanup: Cleanup, bpffs: str, tmp: str, reps: int
         order = ["adapter", "ip-batch"] if rep % 2 == 0 else ["ip-batch", "adapter"]
         for what in order:
             times[what].append(run_bpf(rep == 0) if what == "adapter" else run_ip())
+    return _install_rates(times, reps)
+
+
+def _install_rates(times: dict[str, list[tuple[float, float]]], reps: int) -> dict[str, Any]:
+    """Install and remove rates of each method, and the adapter's ratio to ip -batch."""
     out: dict[str, Any] = {"prefixes": N_PREFIXES, "reps": reps, "raw_seconds": times}
     for what, ts in times.items():
         out[what] = {"install_per_s": stats([N_PREFIXES / a for a, _ in ts]),
