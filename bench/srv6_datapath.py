@@ -76,7 +76,7 @@ configure_logging(json=True, level="warning")
 
 from speaker.bpf.datapath import PROG_ENCAP, PROG_SID, BpfDatapath  # noqa: E402
 from speaker.bpf.maps import EncapEntry, LocatorEntry, SidEntry  # noqa: E402
-from speaker.capabilities import KERNEL_NEEDS, probe  # noqa: E402
+from speaker.capabilities import KERNEL_NEEDS, Capabilities, probe  # noqa: E402
 
 # --- addressing (only inside our namespaces) ----------------------------------------------------
 BLOCK_A, BLOCK_B = IPv4Network("10.70.1.0/26"), IPv4Network("10.70.2.0/26")
@@ -212,6 +212,21 @@ class Lab:
     # -- build -----------------------------------------------------------------------------------
 
     def build(self) -> None:
+        self._namespaces()
+        self._underlay()
+        self._vxlan()
+        if self.kernel_seg6:
+            self._kernel_sids()
+        # the pods, by the real CNI plugin
+        self.add_pod("A", "PA", BLOCK_A)
+        self.add_pod("B", "PB", BLOCK_B)
+        for ns in (self.ns["A"], self.ns["T"], self.ns["B"]):
+            for dev in sh("ls", "/sys/class/net", ns=ns).stdout.split():
+                sysctl(ns, f"net.ipv4.conf.{dev}.rp_filter=0", check=False)
+        self._bpf_datapaths()
+
+    def _namespaces(self) -> None:
+        """Nodes A and B and the transit T, forwarding, joined by veths A-T-B."""
         for key in ("A", "T", "B"):
             ns = self.add_ns(key)
             sysctl(ns, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
@@ -220,9 +235,11 @@ class Lab:
             if self.kernel_seg6:
                 sysctl(ns, "net.ipv6.conf.all.seg6_enabled=1",
                        "net.ipv6.conf.default.seg6_enabled=1", check=False)
-        a, t, b = self.ns["A"], self.ns["T"], self.ns["B"]
         self.veth("A", "up0", "T", "ta0")
         self.veth("T", "tb0", "B", "up0")
+
+    def _underlay(self) -> None:
+        a, t, b = self.ns["A"], self.ns["T"], self.ns["B"]
         for ns, dev, key in ((a, "up0", "A"), (t, "ta0", "TA"), (t, "tb0", "TB"),
                              (b, "up0", "B")):
             ip(ns, "addr", "add", f"{UL4[key]}/24", "dev", dev)
@@ -237,31 +254,34 @@ class Lab:
         # IPv4 on the transit: the pod blocks (used by the plain path only)
         ip(t, "route", "add", str(BLOCK_A), "via", UL4["A"])
         ip(t, "route", "add", str(BLOCK_B), "via", UL4["B"])
-        # VXLAN between the nodes, over the IPv4 underlay (the transit routes 198.18.x)
+
+    def _vxlan(self) -> None:
+        """VXLAN between the nodes, over the IPv4 underlay (the transit routes 198.18.x);
+        where the kernel has no VXLAN, `vxlan_reason` says why and the path is skipped."""
+        a, b = self.ns["A"], self.ns["B"]
         ip(a, "route", "add", "198.18.2.0/24", "via", UL4["TA"])
         ip(b, "route", "add", "198.18.1.0/24", "via", UL4["TB"])
         res = ip(a, "link", "add", "vx0", "type", "vxlan", "id", "42", "local", UL4["A"],
                  "remote", UL4["B"], "dstport", "4789", "dev", "up0", check=False)
         if res.returncode != 0:
             self.vxlan_reason = (res.stderr or res.stdout).strip() or f"exit {res.returncode}"
-        else:
-            ip(b, "link", "add", "vx0", "type", "vxlan", "id", "42", "local", UL4["B"],
-               "remote", UL4["A"], "dstport", "4789", "dev", "up0")
-            for ns, key in ((a, "A"), (b, "B")):
-                ip(ns, "addr", "add", f"{VX4[key]}/30", "dev", "vx0")
-                ip(ns, "link", "set", "vx0", "up")
-        if self.kernel_seg6:
-            for node, ns in (("A", a), ("B", b)):
-                sysctl(ns, "net.ipv6.conf.up0.seg6_enabled=1", check=False)
-                ip(ns, "-6", "route", "add", f"{KSID[node]}/128", "encap", "seg6local",
-                   "action", "End.DX4", "nh4", "0.0.0.0", "dev", "up0")
-        # the pods, by the real CNI plugin
-        self.add_pod("A", "PA", BLOCK_A)
-        self.add_pod("B", "PB", BLOCK_B)
-        for ns in (a, t, b):
-            for dev in sh("ls", "/sys/class/net", ns=ns).stdout.split():
-                sysctl(ns, f"net.ipv4.conf.{dev}.rp_filter=0", check=False)
-        # the eBPF datapath on every node and on the transit
+            return
+        ip(b, "link", "add", "vx0", "type", "vxlan", "id", "42", "local", UL4["B"],
+           "remote", UL4["A"], "dstport", "4789", "dev", "up0")
+        for ns, key in ((a, "A"), (b, "B")):
+            ip(ns, "addr", "add", f"{VX4[key]}/30", "dev", "vx0")
+            ip(ns, "link", "set", "vx0", "up")
+
+    def _kernel_sids(self) -> None:
+        """The kernel seg6local End.DX4 SID of each node (for the seg6 path)."""
+        for node in ("A", "B"):
+            ns = self.ns[node]
+            sysctl(ns, "net.ipv6.conf.up0.seg6_enabled=1", check=False)
+            ip(ns, "-6", "route", "add", f"{KSID[node]}/128", "encap", "seg6local",
+               "action", "End.DX4", "nh4", "0.0.0.0", "dev", "up0")
+
+    def _bpf_datapaths(self) -> None:
+        """The eBPF datapath on every node and on the transit, with their SIDs and locators."""
         for key in ("A", "T", "B"):
             dp = BpfDatapath(os.path.join(self.bpffs, f"dp-{key}"), netns=self.ns[key])
             self.cleanup.push(f"bpf datapath {key}", dp.remove)
@@ -600,6 +620,11 @@ def bench_install(tag: str, cleanup: Cleanup, bpffs: str, tmp: str, reps: int
         order = ["adapter", "ip-batch"] if rep % 2 == 0 else ["ip-batch", "adapter"]
         for what in order:
             times[what].append(run_bpf(rep == 0) if what == "adapter" else run_ip())
+    return _install_rates(times, reps)
+
+
+def _install_rates(times: dict[str, list[tuple[float, float]]], reps: int) -> dict[str, Any]:
+    """Install and remove rates of each method, and the adapter's ratio to ip -batch."""
     out: dict[str, Any] = {"prefixes": N_PREFIXES, "reps": reps, "raw_seconds": times}
     for what, ts in times.items():
         out[what] = {"install_per_s": stats([N_PREFIXES / a for a, _ in ts]),
@@ -645,7 +670,7 @@ def print_goals(gs: list[dict[str, Any]]) -> None:
 
 # --- main ----------------------------------------------------------------------------------------
 
-def main() -> int:
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=5, help="repetitions (>= 5 for the report)")
     ap.add_argument("--seconds", type=int, default=3, help="seconds per iperf3 test")
@@ -655,17 +680,22 @@ def main() -> int:
                     "run: it is the reference), e.g. plain,bpf-red; default: all")
     ap.add_argument("--no-install", action="store_true",
                     help="leave out the 10,000-prefix install/remove comparison")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def _missing_prerequisite() -> str | None:
+    """What the benchmark lacks to run here (root, a tool), or None."""
     if os.geteuid() != 0:
-        print("needs root (network namespaces, bpffs)", file=sys.stderr)
-        return 2
+        return "needs root (network namespaces, bpffs)"
     for tool in ("ip", "iperf3", "ping", "tc", "flatroute-cni"):
         if shutil.which(tool) is None:
-            print(f"needs {tool} on PATH" + (" (apt-get install -y iperf3)"
-                                               if tool == "iperf3" else ""), file=sys.stderr)
-            return 2
-    main_pid = os.getpid()
+            return f"needs {tool} on PATH" + (" (apt-get install -y iperf3)"
+                                              if tool == "iperf3" else "")
+    return None
 
+
+def _trap_signals(main_pid: int) -> None:
+    """SIGINT, SIGTERM and SIGHUP interrupt the benchmark, so that its clean-up runs."""
     def on_term(sig: int, _frame: object) -> None:
         if os.getpid() != main_pid:
             # a forked helper (pyroute2 forks one to open a socket in a netns): never let it
@@ -675,6 +705,87 @@ def main() -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_term)   # also when started with SIGINT ignored (`cmd &`)
+
+
+def _scratch(tag: str, cleanup: Cleanup) -> tuple[str, str]:
+    """A temporary directory and a bpffs of the run's own, both removed by the clean-up."""
+    tmp = tempfile.mkdtemp(prefix=f"flr-srv6-bench-{tag}-")
+    cleanup.push(f"rm {tmp}", lambda: shutil.rmtree(tmp))
+    bpffs = f"/run/flatroute-bench-{tag}"
+    os.makedirs(bpffs)
+    cleanup.push(f"rmdir {bpffs}", lambda: os.rmdir(bpffs))
+    sh("mount", "-t", "bpf", "bpf", bpffs)
+    cleanup.push(f"umount {bpffs}", lambda: sh("umount", bpffs))
+    return tmp, bpffs
+
+
+def _paths_to_run(lab: Lab, caps: Capabilities, chosen_arg: str | None
+                  ) -> tuple[list[str], dict[str, str]]:
+    """The paths this kernel can run (narrowed to --paths), and why the others are not run."""
+    paths = [p for p, _ in PATHS]
+    notes: dict[str, str] = {}
+    if not caps.kernel_srv6:
+        notes["seg6"] = caps.why_not(KERNEL_NEEDS)
+        paths.remove("seg6")
+    if lab.vxlan_reason:
+        notes["vxlan"] = lab.vxlan_reason
+        paths.remove("vxlan")
+    _say_not_run(notes)
+    if chosen_arg:
+        chosen = {"plain", *chosen_arg.split(",")}
+        unknown = chosen - set(LABEL)
+        if unknown:
+            raise SystemExit(f"unknown paths: {', '.join(sorted(unknown))}")
+        paths = [p for p in paths if p in chosen]
+    return paths, notes
+
+
+def _say_not_run(notes: dict[str, str]) -> None:
+    for p, why in notes.items():
+        print(f"{'kernel seg6' if p == 'seg6' else 'kernel VXLAN'}: not run: {why}")
+
+
+def _run(args: argparse.Namespace, caps: Capabilities, tag: str, cleanup: Cleanup,
+         report: dict[str, Any]) -> None:
+    """Build the lab, measure every path (and the install benchmark), print and save it."""
+    tmp, bpffs = _scratch(tag, cleanup)
+    lab = Lab(tag, cleanup, tmp, bpffs)
+    lab.kernel_seg6 = caps.kernel_srv6
+    lab.build()
+    cleanup.push("iperf3 server", lab.stop_server)
+    lab.start_server()
+    paths, notes = _paths_to_run(lab, caps, args.paths)
+    report["not_run"] = notes
+    report["pods"] = {"A": lab.pod_ip["PA"], "B": lab.pod_ip["PB"],
+                      "host_veths": lab.hostif}
+    samples = run_paths(lab, paths, args.reps, args.seconds)
+    summary = summarize(samples)
+    report["samples"], report["summary"] = samples, summary
+    print_table(summary, args.reps, args.seconds)
+    _say_not_run(notes)
+    gs = goals(summary, samples)
+
+    if not args.no_install:
+        print("\ninstall / remove benchmark ...", flush=True)
+        inst = bench_install(tag, cleanup, bpffs, tmp, args.install_reps)
+        report["install"] = inst
+        gs += print_install(inst)
+    print_goals(gs)
+    report["goals"] = gs
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2, default=str)
+        print(f"\nfigures written to {args.json}")
+
+
+def main() -> int:
+    args = _parse_args()
+    missing = _missing_prerequisite()
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        return 2
+    main_pid = os.getpid()
+    _trap_signals(main_pid)
     print("probing the kernel (throw-away namespace) ...", flush=True)
     caps = probe()
     tag = uuid.uuid4().hex[:6]
@@ -683,57 +794,7 @@ def main() -> int:
                               "kernel": caps.kernel_release}
     code = 0
     try:
-        tmp = tempfile.mkdtemp(prefix=f"flr-srv6-bench-{tag}-")
-        cleanup.push(f"rm {tmp}", lambda: shutil.rmtree(tmp))
-        bpffs = f"/run/flatroute-bench-{tag}"
-        os.makedirs(bpffs)
-        cleanup.push(f"rmdir {bpffs}", lambda: os.rmdir(bpffs))
-        sh("mount", "-t", "bpf", "bpf", bpffs)
-        cleanup.push(f"umount {bpffs}", lambda: sh("umount", bpffs))
-
-        lab = Lab(tag, cleanup, tmp, bpffs)
-        lab.kernel_seg6 = caps.kernel_srv6
-        lab.build()
-        cleanup.push("iperf3 server", lab.stop_server)
-        lab.start_server()
-        paths = [p for p, _ in PATHS]
-        notes: dict[str, str] = {}
-        if not caps.kernel_srv6:
-            notes["seg6"] = caps.why_not(KERNEL_NEEDS)
-            paths.remove("seg6")
-        if lab.vxlan_reason:
-            notes["vxlan"] = lab.vxlan_reason
-            paths.remove("vxlan")
-        for p, why in notes.items():
-            print(f"{'kernel seg6' if p == 'seg6' else 'kernel VXLAN'}: not run: {why}")
-        if args.paths:
-            chosen = {"plain", *args.paths.split(",")}
-            unknown = chosen - set(LABEL)
-            if unknown:
-                raise SystemExit(f"unknown paths: {', '.join(sorted(unknown))}")
-            paths = [p for p in paths if p in chosen]
-        report["not_run"] = notes
-        report["pods"] = {"A": lab.pod_ip["PA"], "B": lab.pod_ip["PB"],
-                          "host_veths": lab.hostif}
-        samples = run_paths(lab, paths, args.reps, args.seconds)
-        summary = summarize(samples)
-        report["samples"], report["summary"] = samples, summary
-        print_table(summary, args.reps, args.seconds)
-        for p, why in notes.items():
-            print(f"{'kernel seg6' if p == 'seg6' else 'kernel VXLAN'}: not run: {why}")
-        gs = goals(summary, samples)
-
-        if not args.no_install:
-            print("\ninstall / remove benchmark ...", flush=True)
-            inst = bench_install(tag, cleanup, bpffs, tmp, args.install_reps)
-            report["install"] = inst
-            gs += print_install(inst)
-        print_goals(gs)
-        report["goals"] = gs
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                json.dump(report, fh, indent=2, default=str)
-            print(f"\nfigures written to {args.json}")
+        _run(args, caps, tag, cleanup, report)
     except KeyboardInterrupt:
         print("interrupted: cleaning up", file=sys.stderr)
         code = 130

@@ -43,50 +43,18 @@ def _check(
     schema: Mapping[str, Any], value: Any, path: str, problems: list[tuple[str, str]]
 ) -> Any:
     """Returns the defaulted, pruned value; appends (field, message) for each violation."""
-    if value is None:
-        if not schema.get("nullable", False):
-            expected = schema.get("type", "object")
-            problems.append((path, f'Invalid value: "null": {path} in body must be of type '
-                                   f"{expected}"))
-        return value
-    if schema.get("x-kubernetes-int-or-string"):
-        if not (isinstance(value, str) or _type_ok("integer", value)):
-            problems.append((path, f"Invalid value: {json.dumps(value)}: {path} in body must be "
-                                   "of type integer or string"))
-        return value
-    expected = schema.get("type")
-    if expected and not _type_ok(str(expected), value):
-        problems.append((path, f"Invalid value: {json.dumps(value)}: {path} in body must be of "
-                               f"type {expected}: {json.dumps(type(value).__name__)}"))
+    if not _check_type(schema, value, path, problems):
         return value
     if "enum" in schema and value not in schema["enum"]:
         allowed = ", ".join(json.dumps(v) for v in schema["enum"])
         problems.append((path, f"Unsupported value: {json.dumps(value)}: supported values: "
                                f"{allowed}"))
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            problems.append((path, f"Invalid value: {value}: {path} in body should be greater "
-                                   f"than or equal to {schema['minimum']}"))
-        if "maximum" in schema and value > schema["maximum"]:
-            problems.append((path, f"Invalid value: {value}: {path} in body should be less than "
-                                   f"or equal to {schema['maximum']}"))
+        _check_number(schema, value, path, problems)
     if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            problems.append((path, f"Invalid value: {json.dumps(value)}: {path} in body should "
-                                   f"be at least {schema['minLength']} chars long"))
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            problems.append((path, f"Too long: may not be more than {schema['maxLength']} "
-                                   "bytes"))
-        if "pattern" in schema and not re.search(str(schema["pattern"]), value):
-            problems.append((path, f"Invalid value: {json.dumps(value)}: {path} in body should "
-                                   f"match '{schema['pattern']}'"))
+        _check_string(schema, value, path, problems)
     if isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            problems.append((path, f"Invalid value: {len(value)}: {path} in body should have "
-                                   f"at least {schema['minItems']} items"))
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            problems.append((path, f"Too many: {len(value)}: must have at most "
-                                   f"{schema['maxItems']} items"))
+        _check_list_size(schema, value, path, problems)
         items = schema.get("items")
         if isinstance(items, Mapping):
             return [_check(items, v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
@@ -94,6 +62,65 @@ def _check(
     if isinstance(value, dict):
         return _check_object(schema, value, path, problems)
     return value
+
+
+def _check_type(
+    schema: Mapping[str, Any], value: Any, path: str, problems: list[tuple[str, str]]
+) -> bool:
+    """Checks null, int-or-string and `type`; False when checking stops at this value."""
+    if value is None:
+        if not schema.get("nullable", False):
+            expected = schema.get("type", "object")
+            problems.append((path, f'Invalid value: "null": {path} in body must be of type '
+                                   f"{expected}"))
+        return False
+    if schema.get("x-kubernetes-int-or-string"):
+        if not (isinstance(value, str) or _type_ok("integer", value)):
+            problems.append((path, f"Invalid value: {json.dumps(value)}: {path} in body must be "
+                                   "of type integer or string"))
+        return False
+    expected = schema.get("type")
+    if expected and not _type_ok(str(expected), value):
+        problems.append((path, f"Invalid value: {json.dumps(value)}: {path} in body must be of "
+                               f"type {expected}: {json.dumps(type(value).__name__)}"))
+        return False
+    return True
+
+
+def _check_number(
+    schema: Mapping[str, Any], value: float, path: str, problems: list[tuple[str, str]]
+) -> None:
+    if "minimum" in schema and value < schema["minimum"]:
+        problems.append((path, f"Invalid value: {value}: {path} in body should be greater "
+                               f"than or equal to {schema['minimum']}"))
+    if "maximum" in schema and value > schema["maximum"]:
+        problems.append((path, f"Invalid value: {value}: {path} in body should be less than "
+                               f"or equal to {schema['maximum']}"))
+
+
+def _check_string(
+    schema: Mapping[str, Any], value: str, path: str, problems: list[tuple[str, str]]
+) -> None:
+    if "minLength" in schema and len(value) < schema["minLength"]:
+        problems.append((path, f"Invalid value: {json.dumps(value)}: {path} in body should "
+                               f"be at least {schema['minLength']} chars long"))
+    if "maxLength" in schema and len(value) > schema["maxLength"]:
+        problems.append((path, f"Too long: may not be more than {schema['maxLength']} "
+                               "bytes"))
+    if "pattern" in schema and not re.search(str(schema["pattern"]), value):
+        problems.append((path, f"Invalid value: {json.dumps(value)}: {path} in body should "
+                               f"match '{schema['pattern']}'"))
+
+
+def _check_list_size(
+    schema: Mapping[str, Any], value: list[Any], path: str, problems: list[tuple[str, str]]
+) -> None:
+    if "minItems" in schema and len(value) < schema["minItems"]:
+        problems.append((path, f"Invalid value: {len(value)}: {path} in body should have "
+                               f"at least {schema['minItems']} items"))
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        problems.append((path, f"Too many: {len(value)}: must have at most "
+                               f"{schema['maxItems']} items"))
 
 
 def _check_object(

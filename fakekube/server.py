@@ -63,6 +63,25 @@ def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("true", "1")
 
 
+def _group_version(segs: list[str]) -> tuple[str, str, list[str]]:
+    """`/api/v1/...` or `/apis/<group>/<version>/...`: the group, the version and the rest."""
+    if segs[0] == "api":
+        return "", segs[1], segs[2:]
+    return segs[1], segs[2], segs[3:]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a resource path names (a collection when `name` is None)."""
+
+    rt: ResourceType
+    namespace: str | None
+    name: str | None
+    sub: str | None
+    watch: bool
+    dry_run: bool
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -178,9 +197,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, path: str, query: dict[str, str], body: Any, ctype: str,
                record: RequestRecord) -> tuple[int, Any] | None:
-        fake = self.server.fake
-        store = fake.store
         segs = [unquote(s) for s in path.split("/") if s]
+        top = self._top_level(method, path, segs)
+        if top is not None:
+            return top
+        group, version, rest = _group_version(segs)
+        if not rest:
+            return 200, self._resource_list(group, version)
+        target = self._target(group, version, rest, query)
+        if method == "GET":
+            return self._get(target, query, record)
+        if method == "POST":
+            if target.name is not None:
+                raise ApiError(405, "the server does not allow this method on the requested "
+                                    "resource")
+            return 201, self.server.fake.store.create(target.rt, target.namespace, body,
+                                                      target.dry_run)
+        if method in ("PUT", "PATCH"):
+            return 200, self._update(method, target, body, ctype)
+        if method == "DELETE":
+            return 200, self._delete(target, query, body)
+        raise ApiError(405, "the server does not allow this method on the requested resource")
+
+    def _top_level(self, method: str, path: str, segs: list[str]) -> tuple[int, Any] | None:
+        """Health, version and group discovery; None for a path under a group version."""
+        fake = self.server.fake
         if path in ("/healthz", "/livez", "/readyz"):
             return 200, "ok"
         if segs == ["version"]:
@@ -195,23 +236,32 @@ class _Handler(BaseHTTPRequestHandler):
                              {"clientCIDR": "0.0.0.0/0", "serverAddress": fake.address}]}
         if segs == ["apis"]:
             return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": fake._groups()}
-        if segs[0] == "api":
-            group, version, rest = "", segs[1], segs[2:]
-        else:
-            if len(segs) == 2:
-                for entry in fake._groups():
-                    if entry["name"] == segs[1]:
-                        return 200, {"kind": "APIGroup", "apiVersion": "v1", **entry}
-                raise ApiError(404, "the server could not find the requested resource")
-            group, version, rest = segs[1], segs[2], segs[3:]
+        if segs[0] == "apis" and len(segs) == 2:
+            for entry in fake._groups():
+                if entry["name"] == segs[1]:
+                    return 200, {"kind": "APIGroup", "apiVersion": "v1", **entry}
+            raise ApiError(404, "the server could not find the requested resource")
+        return None
+
+    def _served(self, group: str, version: str) -> list[ResourceType]:
+        store = self.server.fake.store
         with store.lock:
             served = [t for t in store.types.values() if (t.group, t.version) == (group, version)]
         if not served:
             raise ApiError(404, "the server could not find the requested resource")
-        if not rest:
-            return 200, {"kind": "APIResourceList", "apiVersion": "v1",
-                         "groupVersion": f"{group}/{version}" if group else version,
-                         "resources": [e for t in served for e in t.discovery()]}
+        return served
+
+    def _resource_list(self, group: str, version: str) -> Obj:
+        served = self._served(group, version)
+        return {"kind": "APIResourceList", "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version,
+                "resources": [e for t in served for e in t.discovery()]}
+
+    def _target(self, group: str, version: str, rest: list[str],
+                query: dict[str, str]) -> _Target:
+        """What a path under a group version names: type, namespace, object, subresource."""
+        store = self.server.fake.store
+        self._served(group, version)
         watch = _truthy(query.get("watch"))
         if rest[0] == "watch":
             watch, rest = True, rest[1:]
@@ -231,54 +281,56 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "the server could not find the requested resource")
         if name is not None and rt.namespaced and namespace is None:
             raise ApiError(404, "the server could not find the requested resource")
-        dry_run = query.get("dryRun") == "All"
+        return _Target(rt, namespace, name, sub, watch, query.get("dryRun") == "All")
 
-        if method == "GET":
-            if name is not None:
-                return 200, store.get(rt, namespace, name)
+    def _get(self, target: _Target, query: dict[str, str],
+             record: RequestRecord) -> tuple[int, Any] | None:
+        store = self.server.fake.store
+        rt, namespace = target.rt, target.namespace
+        if target.name is not None:
+            return 200, store.get(rt, namespace, target.name)
+        labels = parse_label_selector(query.get("labelSelector"))
+        fields = parse_field_selector(query.get("fieldSelector"), rt.supports_field)
+        if target.watch:
+            record.watch = True
+            self._watch(rt, namespace, query, labels, fields, record)
+            return None
+        limit = int(query["limit"]) if query.get("limit", "").isdigit() else None
+        token = query.get("continue")
+        return 200, store.list_objects(rt, namespace, labels, fields, limit, token)
+
+    def _update(self, method: str, target: _Target, body: Any, ctype: str) -> Obj:
+        """PUT replaces the object (or its status), PATCH patches it."""
+        if target.name is None:
+            raise ApiError(405, "the server does not allow this method on the requested resource")
+        store = self.server.fake.store
+        if method == "PUT":
+            return store.update(target.rt, target.namespace, target.name, lambda _cur: body,
+                                target.sub, dry_run=target.dry_run)
+        patcher = self._patcher(target.rt, ctype, body)
+        return store.update(target.rt, target.namespace, target.name, patcher, target.sub,
+                            is_patch=True, dry_run=target.dry_run)
+
+    def _delete(self, target: _Target, query: dict[str, str], body: Any) -> Obj:
+        store = self.server.fake.store
+        rt, namespace, name, dry_run = target.rt, target.namespace, target.name, target.dry_run
+        if name is None:  # a collection
             labels = parse_label_selector(query.get("labelSelector"))
             fields = parse_field_selector(query.get("fieldSelector"), rt.supports_field)
-            if watch:
-                record.watch = True
-                self._watch(rt, namespace, query, labels, fields, record)
-                return None
-            limit = int(query["limit"]) if query.get("limit", "").isdigit() else None
-            token = query.get("continue")
-            return 200, store.list_objects(rt, namespace, labels, fields, limit, token)
-        if method == "POST":
-            if name is not None:
-                raise ApiError(405, "the server does not allow this method on the requested "
-                                    "resource")
-            return 201, store.create(rt, namespace, body, dry_run)
-        if name is None and method in ("PUT", "PATCH"):
-            raise ApiError(405, "the server does not allow this method on the requested resource")
-        if method == "PUT" and name is not None:
-            return 200, store.update(rt, namespace, name, lambda _cur: body, sub,
-                                     dry_run=dry_run)
-        if method == "PATCH" and name is not None:
-            patcher = self._patcher(rt, ctype, body)
-            return 200, store.update(rt, namespace, name, patcher, sub, is_patch=True,
-                                     dry_run=dry_run)
-        if method == "DELETE":
-            if name is None:
-                labels = parse_label_selector(query.get("labelSelector"))
-                fields = parse_field_selector(query.get("fieldSelector"), rt.supports_field)
-                with store.lock:
-                    listed = store.list_objects(rt, namespace, labels, fields)
-                    deleted = [store.delete(rt, i["metadata"].get("namespace"),
-                                            i["metadata"]["name"], body, dry_run)[0]
-                               for i in listed["items"]]
-                return 200, {**listed, "items": deleted}
-            obj, gone = store.delete(rt, namespace, name, body, dry_run)
-            if gone and not rt.custom:
-                details: Obj = {"name": name, "kind": rt.plural,
-                                "uid": obj["metadata"]["uid"]}
-                if rt.group:
-                    details["group"] = rt.group
-                return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {},
-                             "status": "Success", "details": details}
-            return 200, obj
-        raise ApiError(405, "the server does not allow this method on the requested resource")
+            with store.lock:
+                listed = store.list_objects(rt, namespace, labels, fields)
+                deleted = [store.delete(rt, i["metadata"].get("namespace"),
+                                        i["metadata"]["name"], body, dry_run)[0]
+                           for i in listed["items"]]
+            return {**listed, "items": deleted}
+        obj, gone = store.delete(rt, namespace, name, body, dry_run)
+        if gone and not rt.custom:
+            details: Obj = {"name": name, "kind": rt.plural, "uid": obj["metadata"]["uid"]}
+            if rt.group:
+                details["group"] = rt.group
+            return {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Success", "details": details}
+        return obj
 
     @staticmethod
     def _patcher(rt: ResourceType, ctype: str, body: Any) -> Any:

@@ -76,6 +76,67 @@ def _meta(obj: Obj) -> Obj:
     return meta
 
 
+def _check_update_preconditions(rt: ResourceType, namespace: str | None, name: str, meta: Obj,
+                                cur_meta: Obj, is_patch: bool) -> None:
+    """Name, namespace, resourceVersion and uid of an update's body against the stored object."""
+    if meta.get("name") not in (None, "", name):
+        raise bad_request(f"the name of the object ({meta.get('name')}) does not match "
+                          f"the name on the URL ({name})")
+    if rt.namespaced and meta.get("namespace") not in (None, "", namespace):
+        raise bad_request("the namespace of the provided object does not match the "
+                          "namespace sent on the request")
+    given = meta.get("resourceVersion")
+    if given not in (None, ""):
+        if str(given) != cur_meta["resourceVersion"]:
+            raise errors.conflict(rt.plural, rt.group, name, errors.STALE)
+    elif not is_patch and not rt.allow_unconditional_update:
+        raise errors.invalid(rt.kind, rt.group, name, "metadata.resourceVersion",
+                             "Invalid value: 0x0: must be specified for an update")
+    if meta.get("uid") not in (None, "", cur_meta["uid"]):
+        raise errors.conflict(rt.plural, rt.group, name,
+                              f"Precondition failed: UID in precondition: {meta['uid']}, "
+                              f"UID in object meta: {cur_meta['uid']}")
+
+
+def _updated_object(rt: ResourceType, current: Obj, candidate: Obj,
+                    subresource: str | None) -> Obj:
+    """The object an update writes: the status subresource takes only the candidate's status;
+    the main resource takes all but the server's metadata (and the status, when that is a
+    subresource, and a namespace's spec)."""
+    if subresource == "status":
+        new = copy.deepcopy(current)
+        if "status" in candidate:
+            new["status"] = candidate["status"]
+        else:
+            new.pop("status", None)
+        return new
+    new = candidate
+    meta, cur_meta = new["metadata"], current["metadata"]
+    for field in _SERVER_META:
+        if field in cur_meta:
+            meta[field] = cur_meta[field]
+        else:
+            meta.pop(field, None)
+    if rt.status_subresource:
+        if "status" in current:
+            new["status"] = copy.deepcopy(current["status"])
+        else:
+            new.pop("status", None)
+    if rt.key == NAMESPACE_KEY:
+        new["spec"] = copy.deepcopy(current.get("spec", {}))
+    return new
+
+
+def _bump_generation(rt: ResourceType, new: Obj, current: Obj) -> None:
+    """metadata.generation goes up when anything but metadata (and a status subresource) changed."""
+    if not rt.tracks_generation:
+        return
+    ignored = ("metadata", "status") if rt.status_subresource else ("metadata",)
+    if ({k: v for k, v in new.items() if k not in ignored}
+            != {k: v for k, v in current.items() if k not in ignored}):
+        new["metadata"]["generation"] = int(current["metadata"].get("generation", 0)) + 1
+
+
 class Store:
     def __init__(
         self,
@@ -374,65 +435,30 @@ class Store:
         with self.lock:
             current = self._stored(rt, namespace, name)
             candidate = copy.deepcopy(self._check_body(rt, compute(self.render(rt, current))))
-            meta = _meta(candidate)
-            cur_meta = current["metadata"]
-            if meta.get("name") not in (None, "", name):
-                raise bad_request(f"the name of the object ({meta.get('name')}) does not match "
-                                  f"the name on the URL ({name})")
-            if rt.namespaced and meta.get("namespace") not in (None, "", namespace):
-                raise bad_request("the namespace of the provided object does not match the "
-                                  "namespace sent on the request")
-            given = meta.get("resourceVersion")
-            if given not in (None, ""):
-                if str(given) != cur_meta["resourceVersion"]:
-                    raise errors.conflict(rt.plural, rt.group, name, errors.STALE)
-            elif not is_patch and not rt.allow_unconditional_update:
-                raise errors.invalid(rt.kind, rt.group, name, "metadata.resourceVersion",
-                                     "Invalid value: 0x0: must be specified for an update")
-            if meta.get("uid") not in (None, "", cur_meta["uid"]):
-                raise errors.conflict(rt.plural, rt.group, name,
-                                      f"Precondition failed: UID in precondition: {meta['uid']}, "
-                                      f"UID in object meta: {cur_meta['uid']}")
-            if subresource == "status":
-                new = copy.deepcopy(current)
-                if "status" in candidate:
-                    new["status"] = candidate["status"]
-                else:
-                    new.pop("status", None)
-            else:
-                new = candidate
-                for field in _SERVER_META:
-                    if field in cur_meta:
-                        meta[field] = cur_meta[field]
-                    else:
-                        meta.pop(field, None)
-                if rt.status_subresource:
-                    if "status" in current:
-                        new["status"] = copy.deepcopy(current["status"])
-                    else:
-                        new.pop("status", None)
-                if rt.key == NAMESPACE_KEY:
-                    new["spec"] = copy.deepcopy(current.get("spec", {}))
+            _check_update_preconditions(rt, namespace, name, _meta(candidate),
+                                        current["metadata"], is_patch)
+            new = _updated_object(rt, current, candidate, subresource)
             self._prepare(rt, new)
-            if rt.tracks_generation:
-                ignored = ("metadata", "status") if rt.status_subresource else ("metadata",)
-                if ({k: v for k, v in new.items() if k not in ignored}
-                        != {k: v for k, v in current.items() if k not in ignored}):
-                    new["metadata"]["generation"] = int(cur_meta.get("generation", 0)) + 1
+            _bump_generation(rt, new, current)
             if new == current:
                 return self.render(rt, current)  # no-op writes keep the resourceVersion
             if dry_run:
                 return self.render(rt, new)
-            if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
-                del self._objects[rt.key][(cur_meta.get("namespace", ""), name)]
-                gone = self._emit_delete(rt.key, new)
-                self._after_write(rt, gone, deleted=True)
-                return self.render(rt, gone)
-            new["metadata"]["resourceVersion"] = str(self._bump())
-            self._objects[rt.key][(cur_meta.get("namespace", ""), name)] = new
-            self._record("MODIFIED", rt.key, new, current)
-            self._after_write(rt, new, deleted=False)
-            return self.render(rt, new)
+            return self._write_update(rt, name, current, new)
+
+    def _write_update(self, rt: ResourceType, name: str, current: Obj, new: Obj) -> Obj:
+        """Stores an updated object, or removes it when its last finalizer has gone."""
+        key = (current["metadata"].get("namespace", ""), name)
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            del self._objects[rt.key][key]
+            gone = self._emit_delete(rt.key, new)
+            self._after_write(rt, gone, deleted=True)
+            return self.render(rt, gone)
+        new["metadata"]["resourceVersion"] = str(self._bump())
+        self._objects[rt.key][key] = new
+        self._record("MODIFIED", rt.key, new, current)
+        self._after_write(rt, new, deleted=False)
+        return self.render(rt, new)
 
     def delete(
         self,

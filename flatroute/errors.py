@@ -1,8 +1,11 @@
 """The one error hierarchy of flatroute.
 
 Every layer raises these; each edge (CLI, CNI, reconcilers) maps them once:
-the CLI to an exit status, the CNI plugin to the spec's error codes, reconcilers
-to retry-now / retry-later / give-up.
+the CLI to an exit status, the CNI plugin to the spec's error codes. The reconcilers
+never give up: they log the error and try again at their next cycle (the Kubernetes
+reflectors after a jittered exponential backoff). Where an error asks for something else,
+its type says so, not a flag: `Gone` relists at once; `Conflict` reads again (or, on the
+ledger or the Lease, stands down for this term).
 """
 
 from __future__ import annotations
@@ -52,15 +55,6 @@ class AllocationError(FlatrouteError):
 
 class AdapterError(FlatrouteError):
     """An external system (kernel, ExaBGP, FRR, Kubernetes, a file) failed."""
-
-    #: whether retrying the same action later may succeed
-    retryable = True
-
-
-class PermanentAdapterError(AdapterError):
-    """An external system refused in a way that retrying will not fix."""
-
-    retryable = False
 
 
 def field_error(source: str, path: str, message: str, *value: object) -> FieldError:

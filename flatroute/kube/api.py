@@ -4,7 +4,7 @@ Every call goes through the `kubernetes` client's typed API classes with
 `_preload_content=False`, so the client's model classes never deserialise anything: callers
 see the JSON the server sent (unknown fields intact). Errors become `KubeError` subclasses
 (`Conflict` 409, `NotFound` 404, `Gone` 410); transport failures are `KubeError` with
-status 0. All are `AdapterError`s, retryable unless the server said 4xx other than 409/410/429.
+status 0. All are `AdapterError`s.
 """
 
 from __future__ import annotations
@@ -53,10 +53,6 @@ class KubeError(AdapterError):
         self.message = message
         super().__init__(f"kubernetes API: {status} {reason}: {message}" if status
                          else f"kubernetes API unreachable: {message}")
-
-    @property
-    def retryable(self) -> bool:  # type: ignore[override]
-        return self.status in (0, 409, 410, 429) or self.status >= 500
 
 
 class Conflict(KubeError):

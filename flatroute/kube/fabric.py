@@ -160,22 +160,38 @@ def assemble(config: Obj, racks: Iterable[Obj], nodes: Iterable[Obj]) -> Assembl
     csrc = f"FabricConfig/{cname}"
     spec_in = config.get("spec")
     spec_in = spec_in if isinstance(spec_in, Mapping) else {}
-    disc = Discovery.from_spec(spec_in)
     origins: list[_Origin] = [_Origin("spec", csrc, "spec"),
                               _Origin("metadata", csrc, "metadata")]
     errors: list[FieldError] = []
+    spec, sites = _config_spec(spec_in)
+    rack_site, rack_tors = _add_racks(racks, sites, csrc, origins, errors)
+    spec["nodes"], unplaced = _add_nodes(nodes, Discovery.from_spec(spec_in), rack_site,
+                                         rack_tors, origins, errors)
+    doc = {"apiVersion": fm.API_VERSION, "kind": fm.KIND, "metadata": {"name": cname},
+           "spec": spec}
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return Assembled(doc, digest, tuple(unplaced), tuple(origins), tuple(errors))
+
+
+def _config_spec(spec_in: Mapping[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """The FabricConfig's part of the document, and its sites with their racks emptied."""
     spec: dict[str, Any] = {k: spec_in[k] for k in _CONFIG_KEYS if k in spec_in}
     sites_in = spec_in.get("sites")
     sites: list[Any] = [dict(s) if isinstance(s, Mapping) else s
                         for s in (sites_in if isinstance(sites_in, list) else [])]
     if isinstance(sites_in, list):
         spec["sites"] = sites
-    site_index = {str(s.get("name")): i for i, s in enumerate(sites) if isinstance(s, Mapping)}
     for s in sites:
         if isinstance(s, dict):
             s.pop("racks", None)
             s["racks"] = []  # filled from RackPeerings; an empty site is not an error here
+    return spec, sites
 
+
+def _add_racks(racks: Iterable[Obj], sites: list[Any], csrc: str, origins: list[_Origin],
+               errors: list[FieldError]) -> tuple[dict[str, str], dict[str, list[Any]]]:
+    """Puts each RackPeering into its site; returns each placed rack's site and ToRs."""
+    site_index = {str(s.get("name")): i for i, s in enumerate(sites) if isinstance(s, Mapping)}
     rack_site: dict[str, str] = {}
     rack_tors: dict[str, list[Any]] = {}
     for rp in sorted(racks, key=_name):
@@ -195,65 +211,88 @@ def assemble(config: Obj, racks: Iterable[Obj], nodes: Iterable[Obj]) -> Assembl
         rack_tors[rname] = tors if isinstance(tors, list) else []
         origins.append(_Origin(f"spec.sites[{i}].racks[{j}]", rsrc, "spec",
                                (("name", "metadata.name"),)))
+    return rack_site, rack_tors
 
+
+def _add_nodes(nodes: Iterable[Obj], disc: Discovery, rack_site: Mapping[str, str],
+               rack_tors: dict[str, list[Any]], origins: list[_Origin],
+               errors: list[FieldError]) -> tuple[list[dict[str, Any]], list[Unplaced]]:
+    """The fabric's nodes from the Nodes that name a placed rack, and those left unplaced."""
     out_nodes: list[dict[str, Any]] = []
     unplaced: list[Unplaced] = []
     for node in sorted(nodes, key=_name):
         name = _name(node)
-        labels, notes = _labels(node, "labels"), _labels(node, "annotations")
-        rack_value = labels.get(disc.rack_label)
-        if not rack_value:
-            unplaced.append(Unplaced(name, f"no label {disc.rack_label}"))
+        labels = _labels(node, "labels")
+        problem = _placement_problem(labels, disc, rack_site)
+        if problem is not None:
+            unplaced.append(Unplaced(name, problem))
             continue
-        rack = str(rack_value)
-        if rack not in rack_site:
-            unplaced.append(Unplaced(name, f"label {disc.rack_label}={rack}: no RackPeering "
-                                           f"{rack!r}"))
-            continue
-        site_value = labels.get(disc.site_label)
-        if site_value and str(site_value) != rack_site[rack]:
-            unplaced.append(Unplaced(name, f"label {disc.site_label}={site_value} but rack {rack} "
-                                           f"is in site {rack_site[rack]}"))
-            continue
-        k = len(out_nodes)
-        entry: dict[str, Any] = {"name": name, "rack": rack}
-        renames = [("name", "metadata.name"), ("rack", f"metadata.labels[{disc.rack_label}]")]
-        if disc.role_key in labels:
-            entry["role"] = labels[disc.role_key]
-            renames.append(("role", f"metadata.labels[{disc.role_key}]"))
-        elif disc.role_key in notes:
-            entry["role"] = notes[disc.role_key]
-            renames.append(("role", f"metadata.annotations[{disc.role_key}]"))
-        if ASN_ANNOTATION in notes:
-            raw = str(notes[ASN_ANNOTATION])
-            entry["asn"] = int(raw) if raw.isdigit() else raw
-            renames.append(("asn", f"metadata.annotations[{ASN_ANNOTATION}]"))
-        if ROUTER_ID_ANNOTATION in notes:
-            entry["routerId"] = notes[ROUTER_ID_ANNOTATION]
-            renames.append(("routerId", f"metadata.annotations[{ROUTER_ID_ANNOTATION}]"))
-        if DATAPATH_ANNOTATION in notes:
-            entry["srv6"] = {"datapath": str(notes[DATAPATH_ANNOTATION])}
-            renames.append(("srv6.datapath", f"metadata.annotations[{DATAPATH_ANNOTATION}]"))
-        if UPLINKS_ANNOTATION in notes:
-            try:
-                entry["uplinks"] = json.loads(str(notes[UPLINKS_ANNOTATION]))
-            except ValueError as exc:
-                errors.append(FieldError(f"Node/{name}",
-                                         f"metadata.annotations[{UPLINKS_ANNOTATION}]",
-                                         f"not valid JSON: {exc}"))
-            renames.append(("uplinks", f"metadata.annotations[{UPLINKS_ANNOTATION}]"))
-        else:
-            found = _uplinks_from_addresses(node, rack_tors[rack])
-            if found:
-                entry["uplinks"] = found
-                renames.append(("uplinks", "status.addresses"))
+        rack = str(labels.get(disc.rack_label))
+        entry, renames = _node_entry(node, name, rack, disc, rack_tors[rack], errors)
+        origins.append(_Origin(f"spec.nodes[{len(out_nodes)}]", f"Node/{name}", "",
+                               tuple(renames)))
         out_nodes.append(entry)
-        origins.append(_Origin(f"spec.nodes[{k}]", f"Node/{name}", "", tuple(renames)))
-    spec["nodes"] = out_nodes
-    doc = {"apiVersion": fm.API_VERSION, "kind": fm.KIND, "metadata": {"name": cname},
-           "spec": spec}
-    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-    return Assembled(doc, digest, tuple(unplaced), tuple(origins), tuple(errors))
+    return out_nodes, unplaced
+
+
+def _placement_problem(labels: Mapping[str, Any], disc: Discovery,
+                       rack_site: Mapping[str, str]) -> str | None:
+    """Why a Node's labels place it in no rack, or None when they do."""
+    rack_value = labels.get(disc.rack_label)
+    if not rack_value:
+        return f"no label {disc.rack_label}"
+    rack = str(rack_value)
+    if rack not in rack_site:
+        return f"label {disc.rack_label}={rack}: no RackPeering {rack!r}"
+    site_value = labels.get(disc.site_label)
+    if site_value and str(site_value) != rack_site[rack]:
+        return (f"label {disc.site_label}={site_value} but rack {rack} "
+                f"is in site {rack_site[rack]}")
+    return None
+
+
+def _node_entry(node: Obj, name: str, rack: str, disc: Discovery, tors: list[Any],
+                errors: list[FieldError]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """A placed Node as a fabric node, and where each of its fields came from."""
+    labels, notes = _labels(node, "labels"), _labels(node, "annotations")
+    entry: dict[str, Any] = {"name": name, "rack": rack}
+    renames = [("name", "metadata.name"), ("rack", f"metadata.labels[{disc.rack_label}]")]
+    if disc.role_key in labels:
+        entry["role"] = labels[disc.role_key]
+        renames.append(("role", f"metadata.labels[{disc.role_key}]"))
+    elif disc.role_key in notes:
+        entry["role"] = notes[disc.role_key]
+        renames.append(("role", f"metadata.annotations[{disc.role_key}]"))
+    if ASN_ANNOTATION in notes:
+        raw = str(notes[ASN_ANNOTATION])
+        entry["asn"] = int(raw) if raw.isdigit() else raw
+        renames.append(("asn", f"metadata.annotations[{ASN_ANNOTATION}]"))
+    if ROUTER_ID_ANNOTATION in notes:
+        entry["routerId"] = notes[ROUTER_ID_ANNOTATION]
+        renames.append(("routerId", f"metadata.annotations[{ROUTER_ID_ANNOTATION}]"))
+    if DATAPATH_ANNOTATION in notes:
+        entry["srv6"] = {"datapath": str(notes[DATAPATH_ANNOTATION])}
+        renames.append(("srv6.datapath", f"metadata.annotations[{DATAPATH_ANNOTATION}]"))
+    _add_uplinks(entry, renames, node, name, notes, tors, errors)
+    return entry, renames
+
+
+def _add_uplinks(entry: dict[str, Any], renames: list[tuple[str, str]], node: Obj, name: str,
+                 notes: Mapping[str, Any], tors: list[Any], errors: list[FieldError]) -> None:
+    """Uplinks from the annotation when there is one, else from the Node's addresses."""
+    if UPLINKS_ANNOTATION in notes:
+        try:
+            entry["uplinks"] = json.loads(str(notes[UPLINKS_ANNOTATION]))
+        except ValueError as exc:
+            errors.append(FieldError(f"Node/{name}",
+                                     f"metadata.annotations[{UPLINKS_ANNOTATION}]",
+                                     f"not valid JSON: {exc}"))
+        renames.append(("uplinks", f"metadata.annotations[{UPLINKS_ANNOTATION}]"))
+        return
+    found = _uplinks_from_addresses(node, tors)
+    if found:
+        entry["uplinks"] = found
+        renames.append(("uplinks", "status.addresses"))
 
 
 def _below(path: str, prefix: str) -> str | None:

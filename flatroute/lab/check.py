@@ -20,6 +20,8 @@ from flatroute.lab.state import LabState, PodRecord
 from flatroute.lab.topology import Role, Topology
 
 Say = Callable[[str], None]
+_Capture = tuple[subprocess.Popen[bytes], Path, str]
+_Results = dict[tuple[str, str, int], bool]  # (source pod, destination pod, family) -> reached
 
 _INNER = re.compile(r"IP6? (?P<src>[0-9a-f.:]+) > (?P<dst>[0-9a-f.:]+): ICMP6?,? echo request")
 
@@ -64,7 +66,7 @@ def probe_from(pod: PodRecord, targets: list[str]) -> dict[str, float | None]:
     return result
 
 
-def _captures(topo: Topology, lab: Path) -> list[tuple[subprocess.Popen[bytes], Path, str]]:
+def _captures(topo: Topology, lab: Path) -> list[_Capture]:
     caps = []
     for r in topo.routers:
         if r.role is not Role.WAN:
@@ -105,31 +107,48 @@ def _srv6_pairs(pcap: Path) -> tuple[set[tuple[str, str]], int]:
 
 
 def matrix(state: LabState, topo: Topology, report: Report, say: Say) -> None:
-    site_of = {n.name: n.site for n in topo.nodes}
     pods = sorted(state.pods, key=lambda p: p.name)
     multi_site = len({n.site for n in topo.nodes}) > 1 and any(
         r.role is Role.WAN for r in topo.routers)
     caps = _captures(topo, state.dir) if multi_site else []
-    results: dict[tuple[str, str, int], bool] = {}
     try:
-        for src in pods:
-            targets = [a for dst in pods if dst is not src
-                       for a in (dst.ipv4, dst.ipv6) if a]
-            got = probe_from(src, targets)
-            for dst in pods:
-                if dst is src:
-                    continue
-                for fam, addr in ((4, dst.ipv4), (6, dst.ipv6)):
-                    if addr:
-                        results[(src.name, dst.name, fam)] = got.get(addr) is not None
+        results = _probe_all(pods)
     finally:
-        time.sleep(0.2)
-        for proc, _, _ in caps:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_captures(caps)
+    _say_matrix(pods, results, say)
+    for (s, d, fam), ok in sorted(results.items()):
+        report.check(ok, f"ping IPv{fam} {s} -> {d}")
+    if caps:
+        _check_wan(topo, pods, caps, results, report, say)
+
+
+def _probe_all(pods: list[PodRecord]) -> _Results:
+    """Every pod pings every other pod's addresses."""
+    results: _Results = {}
+    for src in pods:
+        targets = [a for dst in pods if dst is not src
+                   for a in (dst.ipv4, dst.ipv6) if a]
+        got = probe_from(src, targets)
+        for dst in pods:
+            if dst is src:
+                continue
+            for fam, addr in ((4, dst.ipv4), (6, dst.ipv6)):
+                if addr:
+                    results[(src.name, dst.name, fam)] = got.get(addr) is not None
+    return results
+
+
+def _stop_captures(caps: list[_Capture]) -> None:
+    time.sleep(0.2)
+    for proc, _, _ in caps:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _say_matrix(pods: list[PodRecord], results: _Results, say: Say) -> None:
     say("")
     say("Pod connectivity (4 = IPv4, 6 = IPv6, - = failed):")
     width = max((len(p.name) for p in pods), default=4)
@@ -145,10 +164,12 @@ def matrix(state: LabState, topo: Topology, report: Report, say: Say) -> None:
             cells.append(f"{mark:>3}")
         say(f"{src.name:<{width}} {i:>1} " + " ".join(cells) if len(pods) < 10 else
             f"{src.name:<{width}} " + " ".join(cells))
-    for (s, d, fam), ok in sorted(results.items()):
-        report.check(ok, f"ping IPv{fam} {s} -> {d}")
-    if not caps:
-        return
+
+
+def _check_wan(topo: Topology, pods: list[PodRecord], caps: list[_Capture], results: _Results,
+               report: Report, say: Say) -> None:
+    """Cross-site flows crossed the WAN as SRv6, and the WAN routers hold no IPv4 route."""
+    site_of = {n.name: n.site for n in topo.nodes}
     seen: set[tuple[str, str]] = set()
     bare_v4 = 0
     for _, pcap, _ in caps:

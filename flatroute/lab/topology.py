@@ -6,13 +6,13 @@ Namespaces are named `<prefix>-<fabric name of the thing>`; the interface on X t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from flatroute.errors import FlatrouteError
-from flatroute.fabric.model import Fabric, Router
+from flatroute.fabric.model import Fabric, Router, Site
 from flatroute.fabric.naming import SERVERS_INTERFACE, ifname
-from flatroute.plan.model import Plan
+from flatroute.plan.model import NodePlan, Plan
 
 
 class Role(StrEnum):
@@ -111,6 +111,19 @@ def ns_name(prefix: str, thing: str) -> str:
 
 
 def build(fabric: Fabric, plan: Plan, prefix: str, pods_per_node: int) -> Topology:
+    routers = _routers(fabric, prefix)
+    wiring = _Wiring(prefix, {r.name: r for r in routers})
+    for site in fabric.sites:
+        wiring.site(site, fabric.wan_routers)
+    for n in plan.nodes:
+        wiring.node(n, pods_per_node)
+    return Topology(prefix, fabric.name, tuple(routers), tuple(wiring.nodes),
+                    tuple(wiring.links), tuple(wiring.bridges), tuple(wiring.addresses),
+                    tuple(wiring.pods), fabric.srv6.underlay_mtu)
+
+
+def _routers(fabric: Fabric, prefix: str) -> list[LabRouter]:
+    """WAN routers, then each site's spines and ToRs."""
     routers: list[LabRouter] = []
     for w in fabric.wan_routers:
         routers.append(LabRouter(w.name, Role.WAN, ns_name(prefix, w.name), w, None))
@@ -122,58 +135,74 @@ def build(fabric: Fabric, plan: Plan, prefix: str, pods_per_node: int) -> Topolo
             for tor in rack.tors:
                 routers.append(LabRouter(tor.name, Role.TOR, ns_name(prefix, tor.name), tor,
                                          site.name))
-    by_name = {r.name: r for r in routers}
-    links: list[Link] = []
-    bridges: list[tuple[str, str]] = []
-    addresses: list[Address] = []
+    return routers
 
-    def port(router: Router, neighbor: str) -> str:
-        """The router's interface toward `neighbor`: its `ports:` entry, else the rule."""
-        name = router.port_for(neighbor, ifname(neighbor))
-        if len(name) > 15 or not name or any(c in name for c in "/: ") or name in (".", ".."):
-            raise LabTopologyError(f"router {router.name}: port {name!r} toward {neighbor} is "
-                                   "not a Linux interface name; the lab needs Linux names "
-                                   "(drop or rename that `ports:` entry for the lab)")
-        return name
 
-    def wire(a: str, b: str) -> None:
-        ra, rb = by_name[a], by_name[b]
-        links.append(Link(a, ra.ns, port(ra.router, b), b, rb.ns, port(rb.router, a)))
+def _port(router: Router, neighbor: str) -> str:
+    """The router's interface toward `neighbor`: its `ports:` entry, else the rule."""
+    name = router.port_for(neighbor, ifname(neighbor))
+    if len(name) > 15 or not name or any(c in name for c in "/: ") or name in (".", ".."):
+        raise LabTopologyError(f"router {router.name}: port {name!r} toward {neighbor} is "
+                               "not a Linux interface name; the lab needs Linux names "
+                               "(drop or rename that `ports:` entry for the lab)")
+    return name
 
-    for site in fabric.sites:
+
+@dataclass
+class _Wiring:
+    """The links, bridges, addresses, nodes and pods of a lab, collected in fabric order."""
+
+    prefix: str
+    by_name: dict[str, LabRouter]
+    links: list[Link] = field(default_factory=list)
+    bridges: list[tuple[str, str]] = field(default_factory=list)
+    addresses: list[Address] = field(default_factory=list)
+    nodes: list[LabNode] = field(default_factory=list)
+    pods: list[Pod] = field(default_factory=list)
+
+    def wire(self, a: str, b: str) -> None:
+        ra, rb = self.by_name[a], self.by_name[b]
+        self.links.append(Link(a, ra.ns, _port(ra.router, b), b, rb.ns, _port(rb.router, a)))
+
+    def site(self, site: Site, wan_routers: tuple[Router, ...]) -> None:
+        """Each ToR to the site's spines (or, without spines, to the WAN), spines to the WAN."""
         for rack in site.racks:
             for tor in rack.tors:
                 for sp in site.spines:
-                    wire(tor.name, sp.name)
+                    self.wire(tor.name, sp.name)
                 if not site.spines:
-                    for w in fabric.wan_routers:
-                        wire(tor.name, w.name)
-                ns = ns_name(prefix, tor.name)
-                if not tor.peering.unnumbered:
-                    svi = port(tor, SERVERS_INTERFACE)
-                    bridges.append((ns, svi))
-                    for iface in (tor.peering.ipv4, tor.peering.ipv6):
-                        if iface is not None:
-                            addresses.append(Address(ns, svi, str(iface)))
+                    for w in wan_routers:
+                        self.wire(tor.name, w.name)
+                self.servers_svi(tor)
         for sp in site.spines:
-            for w in fabric.wan_routers:
-                wire(sp.name, w.name)
-    nodes: list[LabNode] = []
-    pods: list[Pod] = []
-    for n in plan.nodes:
-        ns = ns_name(prefix, n.name)
-        nodes.append(LabNode(n.name, ns, n.site, n.rack))
+            for w in wan_routers:
+                self.wire(sp.name, w.name)
+
+    def servers_svi(self, tor: Router) -> None:
+        """A numbered ToR's bridge toward its servers, with the peering addresses."""
+        if tor.peering.unnumbered:
+            return
+        ns = ns_name(self.prefix, tor.name)
+        svi = _port(tor, SERVERS_INTERFACE)
+        self.bridges.append((ns, svi))
+        for iface in (tor.peering.ipv4, tor.peering.ipv6):
+            if iface is not None:
+                self.addresses.append(Address(ns, svi, str(iface)))
+
+    def node(self, n: NodePlan, pods_per_node: int) -> None:
+        """A node's namespace, its links to its ToRs (on the SVI bridge when numbered), pods."""
+        ns = ns_name(self.prefix, n.name)
+        self.nodes.append(LabNode(n.name, ns, n.site, n.rack))
         for up in n.uplinks:
-            lab_tor = by_name[up.tor]
+            lab_tor = self.by_name[up.tor]
             bridge = (None if lab_tor.router.peering.unnumbered
-                      else port(lab_tor.router, SERVERS_INTERFACE))
-            links.append(Link(n.name, ns, ifname(up.tor), up.tor, lab_tor.ns,
-                              port(lab_tor.router, n.name), bridge))
+                      else _port(lab_tor.router, SERVERS_INTERFACE))
+            self.links.append(Link(n.name, ns, ifname(up.tor), up.tor, lab_tor.ns,
+                                   _port(lab_tor.router, n.name), bridge))
             for cidr in (up.ipv4, up.ipv6):
                 if cidr is not None:
-                    addresses.append(Address(ns, ifname(up.tor), str(cidr)))
+                    self.addresses.append(Address(ns, ifname(up.tor), str(cidr)))
         for i in range(pods_per_node):
             pod = f"{n.name}-p{i}"
-            pods.append(Pod(pod, n.name, ns_name(prefix, pod), f"lab-{prefix}-{pod}"))
-    return Topology(prefix, fabric.name, tuple(routers), tuple(nodes), tuple(links),
-                    tuple(bridges), tuple(addresses), tuple(pods), fabric.srv6.underlay_mtu)
+            self.pods.append(Pod(pod, n.name, ns_name(self.prefix, pod),
+                                 f"lab-{self.prefix}-{pod}"))

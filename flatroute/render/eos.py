@@ -116,6 +116,21 @@ def _groups(view: RouterView) -> dict[str, Link]:
 
 
 def _router_bgp(view: RouterView) -> list[str]:
+    out = _bgp_globals(view)
+    out += _node_neighbors(view)
+    out += _link_neighbors(view)
+    for fam in families_of(view) or ((Family.IPV6,) if view.networks else ()):
+        out += [f"{I1}!", f"{I1}address-family {fam.value}"]
+        if fam is Family.IPV6:
+            out += [f"{I2}network {n}" for n in view.networks]
+            out += [f"{I2}aggregate-address {a}" for a in view.aggregates]
+        out += _af_nodes(view, fam)
+        out += _af_links(view, fam)
+    out.append("!")
+    return out
+
+
+def _bgp_globals(view: RouterView) -> list[str]:
     r = view.router
     bgp = view.bgp
     out = [f"router bgp {r.asn}", f"{I1}router-id {r.router_id}",
@@ -125,6 +140,14 @@ def _router_bgp(view: RouterView) -> list[str]:
     if bgp.graceful_restart > 0:
         out += [f"{I1}graceful-restart restart-time {bgp.graceful_restart}",
                 f"{I1}graceful-restart"]
+    return out
+
+
+def _node_neighbors(view: RouterView) -> list[str]:
+    """The node sessions: numbered ones on the peer groups for big racks, else each with its
+    own settings; an unnumbered one in a peer group of its own (EOS names interface peers
+    only through a group)."""
+    out: list[str] = []
     grouped = view.peer_group
     if grouped:
         for g in sorted({s.group for s in view.sessions if s.address is not None}):
@@ -143,33 +166,37 @@ def _router_bgp(view: RouterView) -> list[str]:
         out.append(f"{I1}neighbor {s.address} description node {s.node}")
         if not grouped:
             out += _session_settings(view, str(s.address))
+    return out
+
+
+def _link_neighbors(view: RouterView) -> list[str]:
+    """The unnumbered sessions to the other routers, one peer group per shared policy."""
+    out: list[str] = []
     for g in _groups(view):
         out.append(f"{I1}neighbor {g} peer group")
         out.append(f"{I1}neighbor {g} send-community")
-        if bgp.bfd.enabled:
+        if view.bgp.bfd.enabled:
             out.append(f"{I1}neighbor {g} bfd")
     for lk in view.links:
         out.append(f"{I1}neighbor interface {lk.interface} peer group {lk.group} "
                    f"remote-as {lk.asn}")
-    for fam in families_of(view) or ((Family.IPV6,) if view.networks else ()):
-        out += [f"{I1}!", f"{I1}address-family {fam.value}"]
-        if fam is Family.IPV6:
-            out += [f"{I2}network {n}" for n in view.networks]
-            out += [f"{I2}aggregate-address {a}" for a in view.aggregates]
-        out += _af_nodes(view, fam)
-        for g, lk in _groups(view).items():
-            if fam not in lk.families:
-                continue
-            imp, exp = ((lk.import_v4, lk.export_v4) if fam is Family.IPV4
-                        else (lk.import_v6, lk.export_v6))
-            out.append(f"{I2}neighbor {g} activate")
-            if fam is Family.IPV4:
-                out.append(f"{I2}neighbor {g} next-hop address-family ipv6 originate")
-            if imp:
-                out.append(f"{I2}neighbor {g} prefix-list {imp} in")
-            if exp:
-                out.append(f"{I2}neighbor {g} prefix-list {exp} out")
-    out.append("!")
+    return out
+
+
+def _af_links(view: RouterView, fam: Family) -> list[str]:
+    out: list[str] = []
+    for g, lk in _groups(view).items():
+        if fam not in lk.families:
+            continue
+        imp, exp = ((lk.import_v4, lk.export_v4) if fam is Family.IPV4
+                    else (lk.import_v6, lk.export_v6))
+        out.append(f"{I2}neighbor {g} activate")
+        if fam is Family.IPV4:
+            out.append(f"{I2}neighbor {g} next-hop address-family ipv6 originate")
+        if imp:
+            out.append(f"{I2}neighbor {g} prefix-list {imp} in")
+        if exp:
+            out.append(f"{I2}neighbor {g} prefix-list {exp} out")
     return out
 
 

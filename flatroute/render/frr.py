@@ -89,6 +89,16 @@ def frr_conf(view: RouterView, platform: str, *, interface_addresses: bool = Tru
 
 
 def _router_bgp(view: RouterView) -> list[str]:
+    out = _bgp_globals(view)
+    out += _node_neighbors(view)
+    out += _link_neighbors(view)
+    for fam in families_of(view) or ((Family.IPV6,) if view.networks else ()):
+        out += _address_family(view, fam)
+    out.append("!")
+    return out
+
+
+def _bgp_globals(view: RouterView) -> list[str]:
     r = view.router
     bgp = view.bgp
     out = [f"router bgp {r.asn}", f" bgp router-id {r.router_id}", " bgp log-neighbor-changes",
@@ -99,8 +109,14 @@ def _router_bgp(view: RouterView) -> list[str]:
                 f" bgp graceful-restart restart-time {bgp.graceful_restart}"]
     if view.networks:
         out.append(" no bgp network import-check")
+    return out
+
+
+def _node_neighbors(view: RouterView) -> list[str]:
+    """The node sessions, with their settings on the peer groups for big racks, else on each
+    neighbour."""
+    out: list[str] = []
     grouped = view.peer_group
-    # session settings: on the peer groups for big racks, else on each neighbour
     targets: list[tuple[str, bool]] = []  # (name, extended next hop)
     if grouped:
         for g in sorted({s.group for s in view.sessions}):
@@ -118,35 +134,55 @@ def _router_bgp(view: RouterView) -> list[str]:
         if not grouped:
             targets.append((s.peer, s.extended_nexthop and s.address is not None))
     for name, ext in targets:
-        if view.md5 is not None:
-            out.append(f" neighbor {name} password {view.md5}")
-        if bgp.bfd.enabled:
-            out.append(f" neighbor {name} bfd profile {BFD_PROFILE}")
-        if ext:
-            out.append(f" neighbor {name} capability extended-nexthop")
+        out += _session_settings(view, name, ext)
+    return out
+
+
+def _session_settings(view: RouterView, name: str, extended_nexthop: bool) -> list[str]:
+    out: list[str] = []
+    if view.md5 is not None:
+        out.append(f" neighbor {name} password {view.md5}")
+    if view.bgp.bfd.enabled:
+        out.append(f" neighbor {name} bfd profile {BFD_PROFILE}")
+    if extended_nexthop:
+        out.append(f" neighbor {name} capability extended-nexthop")
+    return out
+
+
+def _link_neighbors(view: RouterView) -> list[str]:
+    """The unnumbered sessions to the other routers."""
+    out: list[str] = []
     for lk in view.links:
         out.append(f" neighbor {lk.interface} interface remote-as {lk.asn}")
         out.append(f" neighbor {lk.interface} description {lk.role.value} {lk.neighbor}")
-        if bgp.bfd.enabled:
+        if view.bgp.bfd.enabled:
             out.append(f" neighbor {lk.interface} bfd profile {BFD_PROFILE}")
-    for fam in families_of(view) or ((Family.IPV6,) if view.networks else ()):
-        out += [" !", f" address-family {fam.value} unicast", f"  maximum-paths {MAX_PATHS}"]
-        if fam is Family.IPV6:
-            out += [f"  network {n}" for n in view.networks]
-            out += [f"  aggregate-address {a}" for a in view.aggregates]
-        out += _af_nodes(view, fam)
-        for lk in view.links:
-            if fam not in lk.families:
-                continue
-            imp, exp = ((lk.import_v4, lk.export_v4) if fam is Family.IPV4
-                        else (lk.import_v6, lk.export_v6))
-            out.append(f"  neighbor {lk.interface} activate")
-            if imp:
-                out.append(f"  neighbor {lk.interface} prefix-list {imp} in")
-            if exp:
-                out.append(f"  neighbor {lk.interface} prefix-list {exp} out")
-        out.append(" exit-address-family")
-    out.append("!")
+    return out
+
+
+def _address_family(view: RouterView, fam: Family) -> list[str]:
+    out = [" !", f" address-family {fam.value} unicast", f"  maximum-paths {MAX_PATHS}"]
+    if fam is Family.IPV6:
+        out += [f"  network {n}" for n in view.networks]
+        out += [f"  aggregate-address {a}" for a in view.aggregates]
+    out += _af_nodes(view, fam)
+    out += _af_links(view, fam)
+    out.append(" exit-address-family")
+    return out
+
+
+def _af_links(view: RouterView, fam: Family) -> list[str]:
+    out: list[str] = []
+    for lk in view.links:
+        if fam not in lk.families:
+            continue
+        imp, exp = ((lk.import_v4, lk.export_v4) if fam is Family.IPV4
+                    else (lk.import_v6, lk.export_v6))
+        out.append(f"  neighbor {lk.interface} activate")
+        if imp:
+            out.append(f"  neighbor {lk.interface} prefix-list {imp} in")
+        if exp:
+            out.append(f"  neighbor {lk.interface} prefix-list {exp} out")
     return out
 
 

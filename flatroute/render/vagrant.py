@@ -146,59 +146,73 @@ def _links(fabric: Fabric) -> list[tuple[str, str]]:
 def machines(fabric: Fabric, plan: Plan) -> list[Machine]:
     """One VM per router (ToRs, spines, WAN routers) and per node, with their NICs."""
     prefix = f"flatroute-{_net_part(fabric.name)}"
-    nics: dict[str, list[Nic]] = {}
-    used_macs: set[str] = set()
-
-    def mac(vm: str, network: str) -> str:
-        salt = 0
-        while True:
-            digest = hashlib.sha256(f"{fabric.name}|{vm}|{network}|{salt}".encode()).digest()
-            value = "02:" + ":".join(f"{b:02x}" for b in digest[:5])
-            if value not in used_macs:
-                used_macs.add(value)
-                return value
-            salt += 1
-
-    def add(vm: str, network: str, name: str, peer: str, addresses: tuple[str, ...] = ()) -> None:
-        nics.setdefault(vm, []).append(Nic(network, mac(vm, network), name, peer, addresses))
-
+    nics = _Nics(fabric.name)
     roles = _router_roles(fabric)
     for router, _role, _site in roles:
-        nics.setdefault(router.name, [])
+        nics.by_vm.setdefault(router.name, [])
     for a, b in _links(fabric):
         network = f"{prefix}-{_net_part(a)}--{_net_part(b)}"
-        add(a, network, ifname(b), b)
-        add(b, network, ifname(a), a)
-    routers = {r.name: r for r, _role, _site in roles}
+        nics.add(a, network, ifname(b), b)
+        nics.add(b, network, ifname(a), a)
     for router, role, _site in roles:
-        if role != "tor" or router.peering.unnumbered:
-            continue
-        addrs = tuple(str(a) for a in (router.peering.ipv4, router.peering.ipv6) if a)
-        add(router.name, f"{prefix}-{_net_part(router.name)}-servers", SERVERS_INTERFACE,
-            "its rack's nodes (server subnet)", addrs)
-    for node in plan.nodes:
-        nics.setdefault(node.name, [])
-        for up in node.uplinks:
-            tor = routers[up.tor]
-            addrs = tuple(str(a) for a in (up.ipv4, up.ipv6) if a is not None)
-            if tor.peering.unnumbered:
-                network = f"{prefix}-{_net_part(up.tor)}--{_net_part(node.name)}"
-                add(up.tor, network, ifname(node.name), node.name)
-            else:
-                network = f"{prefix}-{_net_part(up.tor)}-servers"
-            add(node.name, network, ifname(up.tor), up.tor, addrs)
+        if role == "tor" and not router.peering.unnumbered:
+            addrs = tuple(str(a) for a in (router.peering.ipv4, router.peering.ipv6) if a)
+            nics.add(router.name, f"{prefix}-{_net_part(router.name)}-servers",
+                     SERVERS_INTERFACE, "its rack's nodes (server subnet)", addrs)
+    _node_nics(plan, {r.name: r for r, _role, _site in roles}, prefix, nics)
     out: list[Machine] = []
     for router, role, _site in roles:
         files = [f"configs/{router.name}/frr.conf"]
         if router.locator is not None:
             files.append(f"configs/{router.name}/srv6.sh")
-        out.append(Machine(router.name, role, tuple(nics[router.name]), tuple(files)))
+        out.append(Machine(router.name, role, tuple(nics.by_vm[router.name]), tuple(files)))
     for node in plan.nodes:
         files = [f"configs/{node.name}/nodestate.json"]
         if fabric.bgp.md5 is not None:
             files.append(f"configs/{node.name}/bgp-md5.secret")
-        out.append(Machine(node.name, "node", tuple(nics[node.name]), tuple(files)))
+        out.append(Machine(node.name, "node", tuple(nics.by_vm[node.name]), tuple(files)))
     return out
+
+
+def _node_nics(plan: Plan, routers: dict[str, Router], prefix: str, nics: _Nics) -> None:
+    """Each node's uplinks: on its ToR's server network, or a network of their own (and a NIC
+    on the ToR) when the ToR is unnumbered."""
+    for node in plan.nodes:
+        nics.by_vm.setdefault(node.name, [])
+        for up in node.uplinks:
+            tor = routers[up.tor]
+            addrs = tuple(str(a) for a in (up.ipv4, up.ipv6) if a is not None)
+            if tor.peering.unnumbered:
+                network = f"{prefix}-{_net_part(up.tor)}--{_net_part(node.name)}"
+                nics.add(up.tor, network, ifname(node.name), node.name)
+            else:
+                network = f"{prefix}-{_net_part(up.tor)}-servers"
+            nics.add(node.name, network, ifname(up.tor), up.tor, addrs)
+
+
+@dataclass
+class _Nics:
+    """The NICs of every VM, each with a MAC derived from the fabric, the VM and the network
+    (a clash takes the next salt, so MACs depend on the order NICs are added)."""
+
+    fabric_name: str
+    by_vm: dict[str, list[Nic]] = dataclasses.field(default_factory=dict)
+    used_macs: set[str] = dataclasses.field(default_factory=set)
+
+    def mac(self, vm: str, network: str) -> str:
+        salt = 0
+        while True:
+            digest = hashlib.sha256(f"{self.fabric_name}|{vm}|{network}|{salt}".encode()).digest()
+            value = "02:" + ":".join(f"{b:02x}" for b in digest[:5])
+            if value not in self.used_macs:
+                self.used_macs.add(value)
+                return value
+            salt += 1
+
+    def add(self, vm: str, network: str, name: str, peer: str,
+            addresses: tuple[str, ...] = ()) -> None:
+        self.by_vm.setdefault(vm, []).append(Nic(network, self.mac(vm, network), name, peer,
+                                                 addresses))
 
 
 def lab_secret(fabric: Fabric) -> str:
@@ -268,7 +282,15 @@ def _header(fabric: Fabric, marker: str) -> list[str]:
 
 
 def vagrantfile(fabric: Fabric, vms: list[Machine]) -> str:
-    out = ["# -*- mode: ruby -*-", "# vi: set ft=ruby :", *_header(fabric, "#"), "#",
+    out = _vagrantfile_head(fabric)
+    out += _machines_rb(vms)
+    out += _vagrant_configure()
+    return "\n".join(out) + "\n"
+
+
+def _vagrantfile_head(fabric: Fabric) -> list[str]:
+    """The comment, the source tree lookup, the box and the rsync exclusions."""
+    return ["# -*- mode: ruby -*-", "# vi: set ft=ruby :", *_header(fabric, "#"), "#",
            "# One VM per router and node; one private network per link and per ToR server",
            "# subnet. Vagrant configures nothing on these NICs (auto_config: false): each",
            "# provision/<vm>.sh renames them by MAC and sets the plan's addresses.",
@@ -293,6 +315,11 @@ def vagrantfile(fabric: Fabric, vms: list[Machine]) -> str:
            "# at the other end, the addresses provisioning sets) and the rendered files",
            f"# uploaded to {UPLOAD_DIR}/.",
            "MACHINES = {"]
+
+
+def _machines_rb(vms: list[Machine]) -> list[str]:
+    """The body of the MACHINES hash: each VM's role, size, NICs and files."""
+    out: list[str] = []
     for vm in vms:
         out.append(f"  {ruby_str(vm.name)} => {{")
         out.append(f"    role: {ruby_str(vm.role)}, memory: {vm.memory}, cpus: {vm.cpus},")
@@ -305,7 +332,12 @@ def vagrantfile(fabric: Fabric, vms: list[Machine]) -> str:
         out.append("    ],")
         out.append("    files: [" + ", ".join(ruby_str(f) for f in vm.files) + "],")
         out.append("  },")
-    out += [
+    return out
+
+
+def _vagrant_configure() -> list[str]:
+    """The end of MACHINES, and the Vagrant configuration that defines a VM from each entry."""
+    return [
         "}.freeze",
         "",
         'Vagrant.configure("2") do |config|',
@@ -354,7 +386,6 @@ def vagrantfile(fabric: Fabric, vms: list[Machine]) -> str:
         "  end",
         "end",
     ]
-    return "\n".join(out) + "\n"
 
 
 # -- provisioning scripts ---------------------------------------------------------------------
@@ -363,6 +394,39 @@ q = shlex.quote
 
 def _links_script(vm: Machine, sysctls: dict[str, str]) -> list[str]:
     """/usr/local/sbin/flatroute-links: names, addresses and sysctls, at every boot."""
+    conf = [f"{k} = {v}" for k, v in sorted(sysctls.items())]
+    return [
+        "install -d /etc/flatroute",
+        "cat > /etc/sysctl.d/90-flatroute.conf <<'FLATROUTE_EOF'",
+        "# flatroute lab: forwarding, SRv6, no DAD, no reverse-path filter",
+        *conf,
+        "FLATROUTE_EOF",
+        "cat > /usr/local/sbin/flatroute-links <<'FLATROUTE_EOF'",
+        *_links_body(vm),
+        "FLATROUTE_EOF",
+        "chmod 0755 /usr/local/sbin/flatroute-links",
+        "cat > /etc/systemd/system/flatroute-links.service <<'FLATROUTE_EOF'",
+        "[Unit]",
+        "Description=flatroute lab: fabric NIC names and addresses",
+        "After=systemd-udevd.service systemd-sysctl.service",
+        "Before=network-online.target",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "ExecStart=/usr/local/sbin/flatroute-links",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "FLATROUTE_EOF",
+        "systemctl daemon-reload",
+        "systemctl enable flatroute-links.service",
+        "systemctl restart flatroute-links.service",
+    ]
+
+
+def _links_body(vm: Machine) -> list[str]:
+    """The flatroute-links script: each NIC found by MAC and renamed, then its addresses."""
     body = [
         "#!/bin/sh",
         f"# flatroute lab: the fabric NICs of {_comment(vm.name)}: renamed by MAC to the naming",
@@ -402,35 +466,7 @@ def _links_script(vm: Machine, sysctls: dict[str, str]) -> list[str]:
             else:
                 IPv4Interface(a)
                 body.append(f"ip -4 addr replace {q(a)} dev {q(n.ifname)}")
-    conf = [f"{k} = {v}" for k, v in sorted(sysctls.items())]
-    return [
-        "install -d /etc/flatroute",
-        "cat > /etc/sysctl.d/90-flatroute.conf <<'FLATROUTE_EOF'",
-        "# flatroute lab: forwarding, SRv6, no DAD, no reverse-path filter",
-        *conf,
-        "FLATROUTE_EOF",
-        "cat > /usr/local/sbin/flatroute-links <<'FLATROUTE_EOF'",
-        *body,
-        "FLATROUTE_EOF",
-        "chmod 0755 /usr/local/sbin/flatroute-links",
-        "cat > /etc/systemd/system/flatroute-links.service <<'FLATROUTE_EOF'",
-        "[Unit]",
-        "Description=flatroute lab: fabric NIC names and addresses",
-        "After=systemd-udevd.service systemd-sysctl.service",
-        "Before=network-online.target",
-        "",
-        "[Service]",
-        "Type=oneshot",
-        "RemainAfterExit=yes",
-        "ExecStart=/usr/local/sbin/flatroute-links",
-        "",
-        "[Install]",
-        "WantedBy=multi-user.target",
-        "FLATROUTE_EOF",
-        "systemctl daemon-reload",
-        "systemctl enable flatroute-links.service",
-        "systemctl restart flatroute-links.service",
-    ]
+    return body
 
 
 def _script_head(fabric: Fabric, vm: Machine, what: str) -> list[str]:
@@ -523,7 +559,25 @@ def node_script(fabric: Fabric, vm: Machine) -> str:
     ]
     if fabric.bgp.md5 is not None:
         out.append(f'install -m 0600 "$F/bgp-md5.secret" {MD5_FILE}')
+    out += _speaker_service(vm)
     out += [
+        "",
+        "echo '>>> CNI plugin: /opt/cni/bin/flatroute-cni, /etc/cni/net.d/10-flatroute.conflist'",
+        "if flatroute cni install --help >/dev/null 2>&1; then",
+        f"  flatroute cni install --node-file {NODE_FILE}",
+        "else",
+        f"  {VENV}/bin/python -m cni.install install --node-file {NODE_FILE}",
+        "fi",
+        "",
+        "echo " + q(f">>> {vm.name} ready: systemctl status flatroute-speaker"),
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _speaker_service(vm: Machine) -> list[str]:
+    """flatroute-speaker.service, with the flags the installed speaker has."""
+    name = q(vm.name)
+    return [
         "",
         "echo '>>> speaker: flatroute-speaker.service'",
         "# The speaker's flags are read from its --help: the static-mode state directory",
@@ -560,17 +614,7 @@ def node_script(fabric: Fabric, vm: Machine) -> str:
         "  systemctl enable flatroute-speaker.service",
         "  systemctl restart flatroute-speaker.service",
         "fi",
-        "",
-        "echo '>>> CNI plugin: /opt/cni/bin/flatroute-cni, /etc/cni/net.d/10-flatroute.conflist'",
-        "if flatroute cni install --help >/dev/null 2>&1; then",
-        f"  flatroute cni install --node-file {NODE_FILE}",
-        "else",
-        f"  {VENV}/bin/python -m cni.install install --node-file {NODE_FILE}",
-        "fi",
-        "",
-        "echo " + q(f">>> {vm.name} ready: systemctl status flatroute-speaker"),
     ]
-    return "\n".join(out) + "\n"
 
 
 # -- README -----------------------------------------------------------------------------------
