@@ -33,6 +33,7 @@ from flatroute.fabric.naming import is_pod_veth
 from flatroute.files import write_atomic
 from flatroute.logging import get_logger
 from flatroute.nodestate import NodeState
+from flatroute.speaker_status import SessionStatus, SpeakerStatus, now_iso
 from speaker import announce, exabgp_config, grace, kernel_routes, linkwatch, node_settings
 from speaker.bfd import BfdAdapter, Bfdd
 from speaker.bpf_reconcile import BpfAdapter, BpfSync, list_links, real_bpf
@@ -46,7 +47,6 @@ from speaker.metrics import Metrics
 from speaker.netlink import Kernel, KernelAdapter
 from speaker.session import ExaBGPSession
 from speaker.sessions import Session, Sessions
-from speaker.status import SessionStatus, SpeakerStatus, now_iso
 
 __all__ = ["Agent", "BpfAdapter", "Desired", "Options", "agent_from_args", "load"]
 

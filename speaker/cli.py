@@ -114,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from speaker import status
+    from flatroute import speaker_status as status
 
     try:
         st = status.read(_status_path(args))
@@ -168,7 +168,7 @@ def _poke(run_dir: str) -> None:
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
-    from speaker import status
+    from flatroute import speaker_status as status
 
     flag = os.path.join(args.run_dir, "drain")
     if args.undo:

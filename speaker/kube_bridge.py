@@ -13,11 +13,10 @@ import argparse
 import os
 import threading
 
-from flatroute import nodestate
+from flatroute import nodestate, speaker_status
 from flatroute.files import write_atomic
 from flatroute.kube.objects import NodeStatus, SessionStatus
 from flatroute.logging import get_logger
-from speaker import status as speaker_status
 from speaker.kube_source import Desired, open_source, run
 
 

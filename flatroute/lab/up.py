@@ -28,8 +28,8 @@ from flatroute.lab.state import DEFAULT_ROOT, LabState, Proc, lab_dir, load
 from flatroute.lab.topology import Role, Topology, build
 from flatroute.plan import load_ledger, plan
 from flatroute.plan.model import FUNCTION, Behavior, Plan
-from speaker.status import StatusError
-from speaker.status import read as read_status
+from flatroute.speaker_status import StatusError
+from flatroute.speaker_status import read as read_status
 
 Say = Callable[[str], None]
 

@@ -11,8 +11,8 @@ from flatroute.lab import frr, host
 from flatroute.lab.state import LabState
 from flatroute.lab.topology import Role, Topology, build
 from flatroute.plan import load_ledger, plan
-from speaker.status import StatusError
-from speaker.status import read as read_status
+from flatroute.speaker_status import StatusError
+from flatroute.speaker_status import read as read_status
 
 
 def topology(state: LabState) -> Topology:

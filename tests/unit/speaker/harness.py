@@ -10,11 +10,11 @@ from typing import Any
 
 from flatroute import nodestate
 from flatroute.fabric.naming import ifname
+from flatroute.speaker_status import SpeakerStatus
 from speaker.agent import Agent, Options
 from speaker.exabgp_json import EorEvent, StateEvent, UpdateEvent
 from speaker.reconcile import metric
 from speaker.routes import Nexthop, Route, sorted_nexthops
-from speaker.status import SpeakerStatus
 from tests.unit.speaker.fakes import (
     FakeBfdd,
     FakeBpf,
@@ -88,7 +88,7 @@ class Harness:
         return self.status()
 
     def status(self) -> SpeakerStatus:
-        from speaker import status
+        from flatroute import speaker_status as status
 
         return status.read(str(self.dir / "status" / "n1.json"))
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flatroute import nodestate
+from flatroute import nodestate, speaker_status
 from flatroute.fabric import load_fabric
 from flatroute.plan import plan
-from speaker import status as speaker_status
 from speaker.kube_bridge import Bridge
 from speaker.kube_source import Desired
 from tests.conftest import EXAMPLES

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from flatroute import nodestate
+from flatroute import speaker_status as status
 from flatroute.errors import InvalidInput
-from speaker import announce, bfd, exabgp_config, reconcile, rtnl, status
+from speaker import announce, bfd, exabgp_config, reconcile, rtnl
 from speaker.exabgp_json import Ack, EorEvent, Other, StateEvent, UpdateEvent, parse_line
 from speaker.routes import Nexthop, Route, Seg6Encap
 from speaker.sessions import Sessions, reason_words
