@@ -74,3 +74,31 @@ def test_bfdd_and_zebra_run_with_the_manifests_capabilities() -> None:
         ns = nets.add("caps")
         assert start_bfd(ns, Path(tmp) / "manifest", caps, no_new_privs), caps
         assert not start_bfd(ns, Path(tmp) / "bare", ["NET_ADMIN", "NET_RAW"], no_new_privs)
+
+
+def test_the_capability_probe_finds_the_same_under_the_manifests_capabilities() -> None:
+    """The probe (seg6, VRF, BPF tried in a namespace of its own) and the eBPF datapath's
+    loading need the manifest's BPF, NET_ADMIN and SYS_ADMIN: under exactly its list the probe
+    finds what it finds unconfined; without BPF and SYS_ADMIN it cannot load a program."""
+    import json
+    import sys
+
+    need_root()
+    need_tool("setpriv")
+    caps = list(speaker_context()["capabilities"]["add"])  # type: ignore[index]
+    probe = [sys.executable, "-m", "flatroute.cli", "speaker", "probe", "--json"]
+
+    def checks(*cmd: str) -> dict[str, bool]:
+        out = subprocess.run(list(cmd), capture_output=True, text=True, timeout=120,
+                             check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        doc = json.loads(out.stdout)
+        return {c["name"]: c["ok"] for c in doc["checks"]}
+
+    with netns_set() as nets:
+        ns = nets.add("caps")
+        free = checks("ip", "netns", "exec", ns, *probe)
+        assert free["bpf.datapath"], free
+        assert checks(*confined(ns, caps, True, *probe)) == free
+        fewer = [c for c in caps if c not in ("BPF", "SYS_ADMIN")]
+        without = checks(*confined(ns, fewer, True, *probe))
+        assert not without["bpf.datapath"] and not without["bpf.syscall"]

@@ -116,7 +116,7 @@ def test_workloads() -> None:
     caps = speaker["securityContext"]["capabilities"]
     assert caps["drop"] == ["ALL"]
     # what bfdd needs is checked for real in tests/netns/speaker/test_deploy_caps.py
-    assert sorted(caps["add"]) == ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW", "SETGID",
+    assert sorted(caps["add"]) == ["BPF", "NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW", "SETGID",
                                    "SETUID", "SYS_ADMIN"]
     assert not speaker["securityContext"].get("privileged")
     init = pod["initContainers"][0]
