@@ -149,3 +149,29 @@ def test_every_link_carries_the_underlay_mtu() -> None:
     assert {lk.mtu for lk in w.links} == {9000}
     assert {lk.mtu for lk in _wiring("single-rack").links} == {1500}
 
+
+
+def test_the_lab_and_the_renderers_share_the_wiring_and_its_role_enum() -> None:
+    from flatroute.lab.topology import build
+    from flatroute.render.vagrant import machines
+    from flatroute.render.view import build_views
+
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        f = load_fabric(path)
+        p = plan(f)
+        w = wire(f, p)
+        roles = {r.name: r.role for r in w.routers} | {n.name: Role.NODE for n in w.nodes}
+        topo = build(f, p, "fx", 0)
+        assert {r.name: r.role for r in topo.routers} == {
+            r.name: r.role for r in w.routers}
+        assert [(lk.a, lk.a_if, lk.b, lk.b_if, lk.bridge_b) for lk in topo.links] == [
+            (lk.a.name, lk.a.ifname, lk.b.name, lk.b.ifname, lk.bridge) for lk in w.links]
+        views = build_views(f, p, None)
+        assert [(v.router.name, v.role) for v in views] == [(r.name, r.role) for r in w.routers]
+        for v in views:
+            assert [(lk.neighbor, lk.role, lk.interface) for lk in v.links] == [
+                (lk.far(v.router.name).name, lk.far(v.router.name).role,
+                 lk.near(v.router.name).ifname) for lk in w.router_links(v.router.name)]
+        vms = machines(f, p)
+        assert {vm.name: vm.role for vm in vms} == roles
+        assert all(type(r) is Role for r in [*(v.role for v in views), *(m.role for m in vms)])
