@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flatroute.fabric.wiring import Role
 from flatroute.lab import frr, host
 from flatroute.lab.state import LabState, PodRecord
-from flatroute.lab.topology import Role, Topology
+from flatroute.lab.topology import Topology
 
 Say = Callable[[str], None]
 _Capture = tuple[subprocess.Popen[bytes], Path, str]

@@ -1,26 +1,19 @@
-"""What a lab is made of, computed purely from the fabric and its plan.
+"""What a lab is made of: the fabric's wiring (`flatroute.fabric.wiring`) in namespaces.
 
-Namespaces are named `<prefix>-<fabric name of the thing>`; the interface on X toward Y is
-`naming.ifname(Y)`, so what an operator reads in the fabric is what they find in the lab.
+Namespaces are named `<prefix>-<fabric name of the thing>`; a link is a veth pair whose ends
+carry the wiring's interface names (`naming.ifname(Y)` on X toward Y, unless X has a `ports:`
+entry for Y), so what an operator reads in the fabric is what they find in the lab.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 
 from flatroute.errors import FlatrouteError
-from flatroute.fabric.model import Fabric, Router, Site
-from flatroute.fabric.naming import SERVERS_INTERFACE, ifname
-from flatroute.plan.model import NodePlan, Plan
-
-
-class Role(StrEnum):
-    TOR = "tor"
-    SPINE = "spine"
-    WAN = "wan"
-    NODE = "node"
-    POD = "pod"
+from flatroute.fabric.model import Fabric, Router
+from flatroute.fabric.naming import SERVERS_INTERFACE
+from flatroute.fabric.wiring import End, Role, WiredRouter, Wiring, wire
+from flatroute.plan.model import Plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,98 +104,46 @@ def ns_name(prefix: str, thing: str) -> str:
 
 
 def build(fabric: Fabric, plan: Plan, prefix: str, pods_per_node: int) -> Topology:
-    routers = _routers(fabric, prefix)
-    wiring = _Wiring(prefix, {r.name: r for r in routers})
-    for site in fabric.sites:
-        wiring.site(site, fabric.wan_routers)
-    for n in plan.nodes:
-        wiring.node(n, pods_per_node)
-    return Topology(prefix, fabric.name, tuple(routers), tuple(wiring.nodes),
-                    tuple(wiring.links), tuple(wiring.bridges), tuple(wiring.addresses),
-                    tuple(wiring.pods), fabric.srv6.underlay_mtu)
+    """The lab of `fabric`: its wiring (`fabric.wiring`) laid out in namespaces."""
+    w = wire(fabric, plan)
+    ns = {r.name: ns_name(prefix, r.name) for r in w.routers}
+    ns.update({n.name: ns_name(prefix, n.name) for n in w.nodes})
+    routers = [LabRouter(r.name, r.role, ns[r.name], r.router, r.site) for r in _lab_order(w)]
+    links = [Link(lk.a.name, ns[lk.a.name], _linux(lk.a, lk.b.name), lk.b.name,
+                  ns[lk.b.name], _linux(lk.b, lk.a.name),
+                  None if lk.bridge is None else _linux_svi(lk.b.name, lk.bridge))
+             for lk in w.links]
+    bridges = [(ns[s.tor], _linux_svi(s.tor, s.ifname)) for s in w.servers]
+    addresses = [Address(ns[s.tor], s.ifname, str(a)) for s in w.servers for a in s.addresses]
+    addresses += [Address(ns[lk.a.name], lk.a.ifname, str(a)) for lk in w.links
+                  for a in lk.a.addresses]
+    nodes = [LabNode(n.name, ns[n.name], n.site, n.rack) for n in w.nodes]
+    pods = [Pod(f"{n.name}-p{i}", n.name, ns_name(prefix, f"{n.name}-p{i}"),
+                f"lab-{prefix}-{n.name}-p{i}") for n in w.nodes for i in range(pods_per_node)]
+    return Topology(prefix, fabric.name, tuple(routers), tuple(nodes), tuple(links),
+                    tuple(bridges), tuple(addresses), tuple(pods), w.mtu)
 
 
-def _routers(fabric: Fabric, prefix: str) -> list[LabRouter]:
-    """WAN routers, then each site's spines and ToRs."""
-    routers: list[LabRouter] = []
-    for w in fabric.wan_routers:
-        routers.append(LabRouter(w.name, Role.WAN, ns_name(prefix, w.name), w, None))
-    for site in fabric.sites:
-        for sp in site.spines:
-            routers.append(LabRouter(sp.name, Role.SPINE, ns_name(prefix, sp.name), sp,
-                                     site.name))
-        for rack in site.racks:
-            for tor in rack.tors:
-                routers.append(LabRouter(tor.name, Role.TOR, ns_name(prefix, tor.name), tor,
-                                         site.name))
-    return routers
+def _lab_order(w: Wiring) -> list[WiredRouter]:
+    """WAN routers, then each site's spines and ToRs (the order namespaces are made in)."""
+    sites = list(dict.fromkeys(r.site for r in w.routers if r.role is not Role.WAN))
+    return ([r for r in w.routers if r.role is Role.WAN]
+            + sorted((r for r in w.routers if r.role is not Role.WAN),
+                     key=lambda r: (sites.index(r.site), r.role is Role.TOR)))
 
 
-def _port(router: Router, neighbor: str) -> str:
-    """The router's interface toward `neighbor`: its `ports:` entry, else the rule."""
-    name = router.port_for(neighbor, ifname(neighbor))
+def _linux(end: End, neighbor: str) -> str:
+    """A router end's interface name, refused when Linux cannot use it (a `ports:` entry)."""
+    return end.ifname if end.role is Role.NODE else _linux_name(end.name, end.ifname, neighbor)
+
+
+def _linux_svi(tor: str, name: str) -> str:
+    return _linux_name(tor, name, SERVERS_INTERFACE)
+
+
+def _linux_name(router: str, name: str, neighbor: str) -> str:
     if len(name) > 15 or not name or any(c in name for c in "/: ") or name in (".", ".."):
-        raise LabTopologyError(f"router {router.name}: port {name!r} toward {neighbor} is "
+        raise LabTopologyError(f"router {router}: port {name!r} toward {neighbor} is "
                                "not a Linux interface name; the lab needs Linux names "
                                "(drop or rename that `ports:` entry for the lab)")
     return name
-
-
-@dataclass
-class _Wiring:
-    """The links, bridges, addresses, nodes and pods of a lab, collected in fabric order."""
-
-    prefix: str
-    by_name: dict[str, LabRouter]
-    links: list[Link] = field(default_factory=list)
-    bridges: list[tuple[str, str]] = field(default_factory=list)
-    addresses: list[Address] = field(default_factory=list)
-    nodes: list[LabNode] = field(default_factory=list)
-    pods: list[Pod] = field(default_factory=list)
-
-    def wire(self, a: str, b: str) -> None:
-        ra, rb = self.by_name[a], self.by_name[b]
-        self.links.append(Link(a, ra.ns, _port(ra.router, b), b, rb.ns, _port(rb.router, a)))
-
-    def site(self, site: Site, wan_routers: tuple[Router, ...]) -> None:
-        """Each ToR to the site's spines (or, without spines, to the WAN), spines to the WAN."""
-        for rack in site.racks:
-            for tor in rack.tors:
-                for sp in site.spines:
-                    self.wire(tor.name, sp.name)
-                if not site.spines:
-                    for w in wan_routers:
-                        self.wire(tor.name, w.name)
-                self.servers_svi(tor)
-        for sp in site.spines:
-            for w in wan_routers:
-                self.wire(sp.name, w.name)
-
-    def servers_svi(self, tor: Router) -> None:
-        """A numbered ToR's bridge toward its servers, with the peering addresses."""
-        if tor.peering.unnumbered:
-            return
-        ns = ns_name(self.prefix, tor.name)
-        svi = _port(tor, SERVERS_INTERFACE)
-        self.bridges.append((ns, svi))
-        for iface in (tor.peering.ipv4, tor.peering.ipv6):
-            if iface is not None:
-                self.addresses.append(Address(ns, svi, str(iface)))
-
-    def node(self, n: NodePlan, pods_per_node: int) -> None:
-        """A node's namespace, its links to its ToRs (on the SVI bridge when numbered), pods."""
-        ns = ns_name(self.prefix, n.name)
-        self.nodes.append(LabNode(n.name, ns, n.site, n.rack))
-        for up in n.uplinks:
-            lab_tor = self.by_name[up.tor]
-            bridge = (None if lab_tor.router.peering.unnumbered
-                      else _port(lab_tor.router, SERVERS_INTERFACE))
-            self.links.append(Link(n.name, ns, ifname(up.tor), up.tor, lab_tor.ns,
-                                   _port(lab_tor.router, n.name), bridge))
-            for cidr in (up.ipv4, up.ipv6):
-                if cidr is not None:
-                    self.addresses.append(Address(ns, ifname(up.tor), str(cidr)))
-        for i in range(pods_per_node):
-            pod = f"{n.name}-p{i}"
-            self.pods.append(Pod(pod, n.name, ns_name(self.prefix, pod),
-                                 f"lab-{self.prefix}-{pod}"))

@@ -23,9 +23,10 @@ from flatroute.errors import FlatrouteError
 from flatroute.fabric import load_fabric
 from flatroute.fabric.hosts import ROUTER_SYSCTLS
 from flatroute.fabric.model import Fabric
+from flatroute.fabric.wiring import Role
 from flatroute.lab import frr, host, pods
 from flatroute.lab.state import DEFAULT_ROOT, LabState, Proc, lab_dir, load
-from flatroute.lab.topology import Role, Topology, build
+from flatroute.lab.topology import Topology, build
 from flatroute.plan import load_ledger, plan
 from flatroute.plan.model import FUNCTION, Behavior, Plan
 from flatroute.speaker_status import StatusError

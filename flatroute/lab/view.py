@@ -7,9 +7,10 @@ from pathlib import Path
 from flatroute import CNI_ROUTE_PROTOCOL
 from flatroute.errors import FlatrouteError
 from flatroute.fabric import load_fabric
+from flatroute.fabric.wiring import Role
 from flatroute.lab import frr, host
 from flatroute.lab.state import LabState
-from flatroute.lab.topology import Role, Topology, build
+from flatroute.lab.topology import Topology, build
 from flatroute.plan import load_ledger, plan
 from flatroute.speaker_status import StatusError
 from flatroute.speaker_status import read as read_status

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from flatroute.errors import FieldError
+from flatroute.fabric.wiring import Role
 from flatroute.plan.model import Family
-from flatroute.render.view import Role, RouterView
+from flatroute.render.view import RouterView
 
 
 @dataclass(frozen=True, slots=True)

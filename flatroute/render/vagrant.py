@@ -5,14 +5,14 @@ directory: `Vagrantfile`, `provision/<vm>.sh`, `configs/<router>/frr.conf` (and 
 for routers with an End SID), `configs/<node>/nodestate.json` and `README.md`. The output
 is a pure function of its input, byte for byte.
 
-The shape copies `flatroute.lab.topology`: one VM per router and node; one private network
-per router-to-router link; one network per ToR server subnet, shared by the ToR and its
-rack's nodes (an unnumbered ToR gets one network per node instead). Every NIC has a fixed
-MAC; the provisioning script renames it to the naming rule (`naming.ifname`, the ToR's
-`servers` SVI) and sets the plan's addresses. Vagrant configures nothing on these NICs
-(`auto_config: false`) and is never given their addresses: with an `ip:` vagrant-libvirt
-would create the network with the host's bridge on the subnet's first address, which is the
-ToR's.
+The shape is the fabric's wiring (`flatroute.fabric.wiring`), as in `flatroute lab`: one VM
+per router and node; one private network per router-to-router link; one network per ToR
+server subnet, shared by the ToR and its rack's nodes (an unnumbered ToR gets one network per
+node instead). Every NIC has a fixed MAC; the provisioning script renames it to the naming
+rule (`naming.ifname`, the ToR's `servers` SVI) and sets the plan's addresses. Vagrant
+configures nothing on these NICs (`auto_config: false`) and is never given their addresses:
+with an `ip:` vagrant-libvirt would create the network with the host's bridge on the subnet's
+first address, which is the ToR's.
 
 Routers run FRR with the configs `flatroute render --platform frr` produces (router `ports:`
 are dropped: in the lab every interface follows the naming rule). Nodes install flatroute
@@ -33,12 +33,12 @@ from pathlib import PurePath
 from flatroute import __version__
 from flatroute.errors import FieldError, InvalidInput
 from flatroute.fabric.hosts import NODE_SYSCTLS, ROUTER_SYSCTLS
-from flatroute.fabric.model import Fabric, Router, Site
-from flatroute.fabric.naming import SERVERS_INTERFACE, ifname
+from flatroute.fabric.model import Fabric, Router
+from flatroute.fabric.wiring import ROUTER_LINKS, LinkKind, Role, Wiring, wire
 from flatroute.nodestate import from_plan, to_json
 from flatroute.plan.model import Plan
 from flatroute.render import render
-from flatroute.render.common import RenderedFile
+from flatroute.render.common import ROLE_NAMES, RenderedFile
 from flatroute.render.frr import daemons_for
 
 NAME = "vagrant"
@@ -55,8 +55,8 @@ VENV = "/opt/flatroute"
 MD5_FILE = "/etc/flatroute/bgp-md5.secret"
 #: VirtualBox offers eight adapters; the first is Vagrant's management NAT
 VIRTUALBOX_MAX_NICS = 7
-MEMORY = {"tor": 768, "spine": 768, "wan": 768, "node": 1536}
-CPUS = {"tor": 1, "spine": 1, "wan": 1, "node": 2}
+MEMORY = {Role.TOR: 768, Role.SPINE: 768, Role.WAN: 768, Role.NODE: 1536}
+CPUS = {Role.TOR: 1, Role.SPINE: 1, Role.WAN: 1, Role.NODE: 2}
 RSYNC_EXCLUDE = (".git/", ".venv/", "venv/", ".mypy_cache/", ".ruff_cache/",
                  ".pytest_cache/", "__pycache__/", "*.egg-info/", "build/", "dist/",
                  ".vagrant/")
@@ -74,7 +74,7 @@ class Nic:
 @dataclass(frozen=True, slots=True)
 class Machine:
     name: str
-    role: str  # tor, spine, wan or node
+    role: Role
     nics: tuple[Nic, ...]
     files: tuple[str, ...]  # rendered files uploaded to UPLOAD_DIR, relative to the lab
 
@@ -119,75 +119,50 @@ def _net_part(name: str) -> str:
 
 
 # -- topology ---------------------------------------------------------------------------------
-def _router_roles(fabric: Fabric) -> list[tuple[Router, str, Site | None]]:
-    out: list[tuple[Router, str, Site | None]] = []
-    for site in fabric.sites:
-        for rack in site.racks:
-            out += [(t, "tor", site) for t in rack.tors]
-        out += [(s, "spine", site) for s in site.spines]
-    out += [(w, "wan", None) for w in fabric.wan_routers]
-    return out
-
-
-def _links(fabric: Fabric) -> list[tuple[str, str]]:
-    """Router-to-router links, as the lab and the rendered configs have them."""
-    links: list[tuple[str, str]] = []
-    for site in fabric.sites:
-        for rack in site.racks:
-            for tor in rack.tors:
-                links += [(tor.name, sp.name) for sp in site.spines]
-                if not site.spines:
-                    links += [(tor.name, w.name) for w in fabric.wan_routers]
-        for sp in site.spines:
-            links += [(sp.name, w.name) for w in fabric.wan_routers]
-    return links
-
-
 def machines(fabric: Fabric, plan: Plan) -> list[Machine]:
     """One VM per router (ToRs, spines, WAN routers) and per node, with their NICs."""
-    prefix = f"flatroute-{_net_part(fabric.name)}"
-    nics = _Nics(fabric.name)
-    roles = _router_roles(fabric)
-    for router, _role, _site in roles:
-        nics.by_vm.setdefault(router.name, [])
-    for a, b in _links(fabric):
-        network = f"{prefix}-{_net_part(a)}--{_net_part(b)}"
-        nics.add(a, network, ifname(b), b)
-        nics.add(b, network, ifname(a), a)
-    for router, role, _site in roles:
-        if role == "tor" and not router.peering.unnumbered:
-            addrs = tuple(str(a) for a in (router.peering.ipv4, router.peering.ipv6) if a)
-            nics.add(router.name, f"{prefix}-{_net_part(router.name)}-servers",
-                     SERVERS_INTERFACE, "its rack's nodes (server subnet)", addrs)
-    _node_nics(plan, {r.name: r for r, _role, _site in roles}, prefix, nics)
+    w = wire(_without_ports(fabric), plan)  # lab interfaces follow the naming rule
+    nics = _nics(w, f"flatroute-{_net_part(fabric.name)}")
     out: list[Machine] = []
-    for router, role, _site in roles:
-        files = [f"configs/{router.name}/frr.conf"]
-        if router.locator is not None:
-            files.append(f"configs/{router.name}/srv6.sh")
-        out.append(Machine(router.name, role, tuple(nics.by_vm[router.name]), tuple(files)))
-    for node in plan.nodes:
+    for r in w.routers:
+        files = [f"configs/{r.name}/frr.conf"]
+        if r.router.locator is not None:
+            files.append(f"configs/{r.name}/srv6.sh")
+        out.append(Machine(r.name, r.role, tuple(nics.by_vm[r.name]), tuple(files)))
+    for node in w.nodes:
         files = [f"configs/{node.name}/nodestate.json"]
         if fabric.bgp.md5 is not None:
             files.append(f"configs/{node.name}/bgp-md5.secret")
-        out.append(Machine(node.name, "node", tuple(nics.by_vm[node.name]), tuple(files)))
+        out.append(Machine(node.name, Role.NODE, tuple(nics.by_vm[node.name]), tuple(files)))
     return out
 
 
-def _node_nics(plan: Plan, routers: dict[str, Router], prefix: str, nics: _Nics) -> None:
-    """Each node's uplinks: on its ToR's server network, or a network of their own (and a NIC
-    on the ToR) when the ToR is unnumbered."""
-    for node in plan.nodes:
-        nics.by_vm.setdefault(node.name, [])
-        for up in node.uplinks:
-            tor = routers[up.tor]
-            addrs = tuple(str(a) for a in (up.ipv4, up.ipv6) if a is not None)
-            if tor.peering.unnumbered:
-                network = f"{prefix}-{_net_part(up.tor)}--{_net_part(node.name)}"
-                nics.add(up.tor, network, ifname(node.name), node.name)
-            else:
-                network = f"{prefix}-{_net_part(up.tor)}-servers"
-            nics.add(node.name, network, ifname(up.tor), up.tor, addrs)
+def _nics(w: Wiring, prefix: str) -> _Nics:
+    """A network per router link, per numbered ToR's server subnet (its rack's nodes join it)
+    and per uplink to an unnumbered ToR (a NIC on the ToR too), in that order."""
+    nics = _Nics(w.fabric)
+    for name in [r.name for r in w.routers] + [n.name for n in w.nodes]:
+        nics.by_vm.setdefault(name, [])
+    for lk in w.links:
+        if lk.kind in ROUTER_LINKS:
+            network = f"{prefix}-{_net_part(lk.a.name)}--{_net_part(lk.b.name)}"
+            nics.add(lk.a.name, network, lk.a.ifname, lk.b.name)
+            nics.add(lk.b.name, network, lk.b.ifname, lk.a.name)
+    for s in w.servers:
+        nics.add(s.tor, f"{prefix}-{_net_part(s.tor)}-servers", s.ifname,
+                 "its rack's nodes (server subnet)", tuple(str(a) for a in s.addresses))
+    for lk in w.links:
+        node, tor = lk.a, lk.b
+        if lk.kind is LinkKind.UNNUMBERED:
+            network = f"{prefix}-{_net_part(tor.name)}--{_net_part(node.name)}"
+            nics.add(tor.name, network, tor.ifname, node.name)
+        elif lk.kind is LinkKind.SERVER:
+            network = f"{prefix}-{_net_part(tor.name)}-servers"
+        else:
+            continue
+        nics.add(node.name, network, node.ifname, tor.name,
+                 tuple(str(a) for a in node.addresses))
+    return nics
 
 
 @dataclass
@@ -238,7 +213,7 @@ def render_vagrant(fabric: Fabric, plan: Plan) -> list[RenderedFile]:
     vms = machines(fabric, plan)
     files: list[RenderedFile] = [RenderedFile("", NAME, "Vagrantfile", vagrantfile(fabric, vms))]
     for vm in vms:
-        if vm.role == "node":
+        if vm.role is Role.NODE:
             state = from_plan(plan, plan.node(vm.name))
             if secret is not None:
                 state = dataclasses.replace(state, bgp=dataclasses.replace(
@@ -483,7 +458,7 @@ def _script_head(fabric: Fabric, vm: Machine, what: str) -> list[str]:
 
 
 def router_script(fabric: Fabric, vm: Machine, frr_conf: str) -> str:
-    what = {"tor": "ToR", "spine": "spine", "wan": "WAN router"}[vm.role]
+    what = ROLE_NAMES[vm.role]
     daemons = daemons_for(frr_conf)
     out = _script_head(fabric, vm, f"{what}, FRR")
     out += ["echo '>>> packages: frr'",
@@ -629,9 +604,9 @@ def readme(fabric: Fabric, plan: Plan, vms: list[Machine]) -> str:
         "See `vagrant/README.md` in the flatroute repository for how to run and regenerate it.",
         "",
         f"{len(vms)} VMs (`{BOX}`): "
-        f"{sum(v.role != 'node' for v in vms)} routers running FRR with the configs of "
+        f"{sum(v.role is not Role.NODE for v in vms)} routers running FRR with the configs of "
         "`flatroute render --platform frr`, "
-        f"{sum(v.role == 'node' for v in vms)} nodes running the flatroute speaker and the "
+        f"{sum(v.role is Role.NODE for v in vms)} nodes running the flatroute speaker and the "
         "CNI plugin.",
         "",
         "| VM | role | NIC | toward | addresses |",

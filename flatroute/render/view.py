@@ -3,10 +3,11 @@
 Every platform renderer reads a `RouterView` and nothing else, so the five templates cannot
 disagree about *what* a router does, only about how its platform spells it.
 
-Roles and sessions:
+Roles and sessions (who meets whom, and on which interface, is the fabric's wiring,
+`flatroute.fabric.wiring`; this module adds the sessions and policies):
 - ToR: one session per node session of the plan (the node's side is `PeerPlan`), plus
-  unnumbered IPv6 link-local sessions to every spine of its site, or to every WAN router when the
-  site has no spines.
+  unnumbered IPv6 link-local sessions over its router links: to every spine of its site, or to
+  every WAN router when the site has no spines.
 - spine: unnumbered sessions to every ToR of its site and to every WAN router.
 - WAN router: unnumbered sessions to the site border routers (spines, or ToRs without spines);
   IPv6 unicast only.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from enum import StrEnum
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -28,7 +28,8 @@ from ipaddress import (
 
 from flatroute import __version__
 from flatroute.fabric.model import BgpOptions, Fabric, Router, Site
-from flatroute.fabric.naming import SERVERS_INTERFACE, ifname
+from flatroute.fabric.naming import SERVERS_INTERFACE
+from flatroute.fabric.wiring import Role, WiredRouter, wire
 from flatroute.plan.model import FUNCTION, Behavior, Family, Plan, Prefix
 
 #: racks with more nodes than this get a peer group (shared settings, per-node ASN and filters)
@@ -51,11 +52,17 @@ FROM_NODES = "FR-FROM-NODES"  # route map setting the fabric's communities
 NODES_GROUP = "FR-NODES"  # peer group for big racks
 BFD_PROFILE = "flatroute"
 
-
-class Role(StrEnum):
-    TOR = "tor"
-    SPINE = "spine"
-    WAN = "wan"
+#: a router link's sessions by (this router's role, the neighbour's role): families, import and
+#: export policies (IPv4, IPv6) and the group; a WAN router's links are per site (`_wan_link`)
+_LINK_POLICIES: dict[tuple[Role, Role], tuple[tuple[Family, ...], str | None, str | None,
+                                              str | None, str | None, str]] = {
+    (Role.TOR, Role.SPINE): ((Family.IPV4, Family.IPV6), SITE_V4, SITE_V4, FABRIC_V6, SITE_V6,
+                             "FR-SPINES"),
+    (Role.SPINE, Role.TOR): ((Family.IPV4, Family.IPV6), SITE_V4, SITE_V4, SITE_V6, FABRIC_V6,
+                             "FR-TORS"),
+    (Role.TOR, Role.WAN): ((Family.IPV6,), None, None, FROM_WAN, TO_WAN, "FR-WAN"),
+    (Role.SPINE, Role.WAN): ((Family.IPV6,), None, None, FROM_WAN, TO_WAN, "FR-WAN"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,20 +203,12 @@ class _Builder:
         self.secret = secret
         self.loc_len = fabric.srv6.locator_length
         self.wan_locators = [w.locator for w in fabric.wan_routers if w.locator is not None]
+        self.w = wire(fabric, plan)
 
     def views(self) -> list[RouterView]:
-        f = self.f
-        out: list[RouterView] = []
-        for si, site in enumerate(f.sites):
-            for ri, rack in enumerate(site.racks):
-                for ti, tor in enumerate(rack.tors):
-                    path = f"spec.sites[{si}].racks[{ri}].tors[{ti}]"
-                    out.append(self._tor(tor, path, site.name, rack.name))
-            for pi, spine in enumerate(site.spines):
-                out.append(self._spine(spine, f"spec.sites[{si}].spines[{pi}]", site.name))
-        for wi, wan in enumerate(f.wan_routers):
-            out.append(self._wan(wan, f"spec.wan.routers[{wi}]"))
-        return out
+        """Site by site its ToRs and spines, then the WAN routers (the wiring's order)."""
+        build = {Role.TOR: self._tor, Role.SPINE: self._spine, Role.WAN: self._wan}
+        return [build[r.role](r) for r in self.w.routers]
 
     # -- policies -----------------------------------------------------------------------------
     def _site_locators(self, site: Site) -> list[Rule]:
@@ -243,13 +242,27 @@ class _Builder:
         from_wan += [Rule(w) for w in self.wan_locators]
         return [PrefixList(TO_WAN, 6, tuple(to_wan)), PrefixList(FROM_WAN, 6, tuple(from_wan))]
 
-    def _border_links(self) -> list[Link]:
-        return [Link(w.name, Role.WAN, "", w.asn, (Family.IPV6,), None, None, FROM_WAN, TO_WAN,
-                     "FR-WAN") for w in self.f.wan_routers]
+    def _links(self, me: WiredRouter) -> list[Link]:
+        """The sessions over the router's links to other routers, in the wiring's order."""
+        out: list[Link] = []
+        for lk in self.w.router_links(me.name):
+            far = self.w.router(lk.far(me.name).name)
+            iface = lk.near(me.name).ifname
+            if me.role is Role.WAN:
+                site = str(far.site)
+                out.append(Link(far.name, far.role, iface, far.router.asn, (Family.IPV6,),
+                                None, None, site_list_name(site), ALL_LOCATORS,
+                                f"FR-SITE-{site.upper()}"))
+                continue
+            fams, i4, e4, i6, e6, group = _LINK_POLICIES[(me.role, far.role)]
+            out.append(Link(far.name, far.role, iface, far.router.asn, fams, i4, e4, i6, e6,
+                            group))
+        return out
 
     # -- routers ------------------------------------------------------------------------------
-    def _tor(self, tor: Router, path: str, site_name: str, rack_name: str) -> RouterView:
+    def _tor(self, me: WiredRouter) -> RouterView:
         f = self.f
+        tor, site_name = me.router, str(me.site)
         site = f.site(site_name)
         sessions: list[NodeSession] = []
         lists: list[PrefixList] = [
@@ -273,65 +286,46 @@ class _Builder:
                 lists.append(PrefixList(acc6, 6, tuple(Rule(b) for b in v6)))
             for pp in peers:
                 unnumbered = pp.address is None
-                iface = tor.port_for(node.name, ifname(node.name)) if unnumbered else None
+                iface = self.w.port(tor.name, node.name) if unnumbered else None
                 ext = unnumbered or (Family.IPV4 in pp.families and pp.local_address is not None
                                      and pp.local_address.version == 6)
                 sessions.append(NodeSession(
                     node.name, node.asn or 0, pp.local_address, iface, pp.families, ext,
                     acc4 if Family.IPV4 in pp.families else None,
                     acc6 if Family.IPV6 in pp.families else None))
-        links: list[Link] = []
         if site.spines:
             lists += self._site_lists(site_name)
-            for sp in site.spines:
-                links.append(Link(sp.name, Role.SPINE, "", sp.asn, (Family.IPV4, Family.IPV6),
-                                  SITE_V4, SITE_V4, FABRIC_V6, SITE_V6, "FR-SPINES"))
         elif f.wan_routers:
             lists += self._wan_lists(site_name)
-            links += self._border_links()
         aggregates = (site.locator_block,) if (
             f.wan_routers and not site.spines and site.locator_block) else ()
-        return self._view(tor, Role.TOR, path, site_name, rack_name, sessions, links, lists,
-                          aggregates)
+        return self._view(me, sessions, lists, aggregates)
 
-    def _spine(self, spine: Router, path: str, site_name: str) -> RouterView:
+    def _spine(self, me: WiredRouter) -> RouterView:
         f = self.f
-        site = f.site(site_name)
-        lists = self._site_lists(site_name)
-        links = [Link(t.name, Role.TOR, "", t.asn, (Family.IPV4, Family.IPV6),
-                      SITE_V4, SITE_V4, SITE_V6, FABRIC_V6, "FR-TORS")
-                 for rack in site.racks for t in rack.tors]
+        site = f.site(str(me.site))
+        lists = self._site_lists(site.name)
         if f.wan_routers:
-            lists += self._wan_lists(site_name)
-            links += self._border_links()
+            lists += self._wan_lists(site.name)
         aggregates = (site.locator_block,) if f.wan_routers and site.locator_block else ()
-        return self._view(spine, Role.SPINE, path, site_name, None, [], links, lists, aggregates)
+        return self._view(me, [], lists, aggregates)
 
-    def _wan(self, wan: Router, path: str) -> RouterView:
-        f = self.f
+    def _wan(self, me: WiredRouter) -> RouterView:
         all_rules: list[Rule] = []
         lists: list[PrefixList] = []
-        links: list[Link] = []
-        for site in f.sites:
+        for site in self.f.sites:
             rules = self._site_locators(site)
             all_rules += rules
-            name = site_list_name(site.name)
-            lists.append(PrefixList(name, 6, tuple(rules)))
-            borders = site.spines or tuple(t for r in site.racks for t in r.tors)
-            links += [Link(b.name, Role.SPINE if site.spines else Role.TOR, "", b.asn,
-                           (Family.IPV6,), None, None, name, ALL_LOCATORS,
-                           f"FR-SITE-{site.name.upper()}") for b in borders]
+            lists.append(PrefixList(site_list_name(site.name), 6, tuple(rules)))
         all_rules += [Rule(w) for w in self.wan_locators]
         lists.append(PrefixList(ALL_LOCATORS, 6, tuple(all_rules)))
-        return self._view(wan, Role.WAN, path, None, None, [], links, lists, ())
+        return self._view(me, [], lists, ())
 
-    def _view(self, router: Router, role: Role, path: str, site: str | None, rack: str | None,
-              sessions: list[NodeSession], links: list[Link], lists: list[PrefixList],
+    def _view(self, me: WiredRouter, sessions: list[NodeSession], lists: list[PrefixList],
               aggregates: tuple[IPv6Network | None, ...]) -> RouterView:
         f = self.f
-        links = [Link(lk.neighbor, lk.role, router.port_for(lk.neighbor, ifname(lk.neighbor)),
-                      lk.asn, lk.families, lk.import_v4, lk.export_v4, lk.import_v6,
-                      lk.export_v6, lk.group) for lk in links]
+        router, role = me.router, me.role
+        links = self._links(me)
         must: list[str] = []
         md5: str | None = None
         md5_secret = False
@@ -342,7 +336,7 @@ class _Builder:
                 md5 = MD5_PLACEHOLDER
                 must.append(f"the BGP MD5 secret ({f.bgp.md5.describe()}): replace "
                             f"{MD5_PLACEHOLDER}, or render with --with-secrets")
-        servers = router.port_for(SERVERS_INTERFACE, SERVERS_INTERFACE)
+        servers = me.servers_ifname
         if role is Role.TOR and not router.peering.unnumbered:
             addrs = " and ".join(str(a) for a in (router.peering.ipv4, router.peering.ipv6) if a)
             hint = "" if servers != SERVERS_INTERFACE else (
@@ -366,7 +360,7 @@ class _Builder:
                         ".srv6.sh file for Linux-based routers)")
         return RouterView(
             fabric=f.name, source=f.source, version=__version__, router=router, role=role,
-            path=path, site=site, rack=rack, bgp=f.bgp, sessions=tuple(sessions),
+            path=me.path, site=me.site, rack=me.rack, bgp=f.bgp, sessions=tuple(sessions),
             links=tuple(links), prefix_lists=tuple(lists),
             aggregates=tuple(a for a in aggregates if a is not None), networks=networks,
             end_sid=end_sid, md5=md5, md5_is_secret=md5_secret, must_supply=tuple(must),

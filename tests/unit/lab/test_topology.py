@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flatroute.fabric import load_fabric
-from flatroute.lab.topology import Role, build
+from flatroute.fabric.wiring import Role
+from flatroute.lab.topology import build
 from flatroute.plan import plan
 from tests.conftest import EXAMPLES
 

@@ -10,9 +10,10 @@ import pytest
 
 from flatroute.errors import InvalidInput
 from flatroute.fabric import Fabric, load_fabric, parse_fabric
+from flatroute.fabric.wiring import Role
 from flatroute.plan import plan
 from flatroute.render import PLATFORMS, RenderedFile, render
-from flatroute.render.view import MD5_PLACEHOLDER, PEER_GROUP_THRESHOLD, Role, build_views
+from flatroute.render.view import MD5_PLACEHOLDER, PEER_GROUP_THRESHOLD, build_views
 from tests.conftest import EXAMPLES
 from tests.unit.render.fabrics import big_rack, big_rack_text
 
