@@ -140,6 +140,10 @@ def cstr(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
+def u16(raw: bytes | None, default: int = 0) -> int:
+    return U16.unpack_from(raw)[0] if raw else default
+
+
 def u32(raw: bytes | None, default: int = 0) -> int:
     return U32.unpack_from(raw)[0] if raw else default
 
