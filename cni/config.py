@@ -293,7 +293,16 @@ def parse_conf(doc: Any, raw: bytes) -> NetConf:
     dns = doc.get("dns")
     if isinstance(dns, dict):
         conf.dns = dns
-    ipam = doc.get("ipam", {})
+    _parse_ipam(conf, doc.get("ipam", {}))
+    proto = _num(doc, "routeProtocol", "", 1, 255)
+    if proto is not None:
+        conf.route_protocol = int(proto)
+    conf.valid_attachments = _valid_attachments(doc)
+    return conf
+
+
+def _parse_ipam(conf: NetConf, ipam: Any) -> None:
+    """`ipam`: the delegate's type, or the built-in IPAM's ranges, dataDir and lockTimeout."""
     if not isinstance(ipam, dict):
         raise CniError(INVALID_CONFIG, "ipam must be an object")
     conf.ipam_raw = ipam
@@ -312,18 +321,19 @@ def parse_conf(doc: Any, raw: bytes) -> NetConf:
         timeout = _num(ipam, "lockTimeout", "ipam.", 0, 600)
         if timeout is not None:
             conf.lock_timeout = float(timeout)
-    proto = _num(doc, "routeProtocol", "", 1, 255)
-    if proto is not None:
-        conf.route_protocol = int(proto)
+
+
+def _valid_attachments(doc: dict[str, Any]) -> list[tuple[str, str]] | None:
+    """GC's `cni.dev/valid-attachments`, top level or under runtimeConfig."""
     rc = doc.get("runtimeConfig")
     valid = doc.get("cni.dev/valid-attachments")
     if valid is None and isinstance(rc, dict):
         valid = rc.get("cni.dev/valid-attachments")
-    if valid is not None:
-        if not isinstance(valid, list) or not all(
-                isinstance(v, dict) and isinstance(v.get("containerID"), str)
-                and isinstance(v.get("ifname"), str) for v in valid):
-            raise CniError(INVALID_CONFIG,
-                           "cni.dev/valid-attachments must be a list of {containerID, ifname}")
-        conf.valid_attachments = [(v["containerID"], v["ifname"]) for v in valid]
-    return conf
+    if valid is None:
+        return None
+    if not isinstance(valid, list) or not all(
+            isinstance(v, dict) and isinstance(v.get("containerID"), str)
+            and isinstance(v.get("ifname"), str) for v in valid):
+        raise CniError(INVALID_CONFIG,
+                       "cni.dev/valid-attachments must be a list of {containerID, ifname}")
+    return [(v["containerID"], v["ifname"]) for v in valid]

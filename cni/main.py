@@ -17,6 +17,8 @@ TYPE_CHECKING = False  # not typing.TYPE_CHECKING: `import typing` costs ~20 ms 
 if TYPE_CHECKING:
     from typing import Any, BinaryIO, TextIO
 
+    from cni.config import Env, NetConf
+
 
 def run(environ: dict[str, str] | os._Environ[str], stdin: BinaryIO, stdout: TextIO) -> int:
     version = LATEST
@@ -32,14 +34,8 @@ def run(environ: dict[str, str] | os._Environ[str], stdin: BinaryIO, stdout: Tex
             decode_error = str(exc)
         if not decode_error:
             version = version_of(doc)
-        command = environ.get("CNI_COMMAND", "")
-        if command == "VERSION":
-            if decode_error and raw.strip():
-                raise CniError(DECODE, "cannot decode the network configuration", decode_error)
-            asked = version_of(doc) if not decode_error else LATEST
-            if asked not in SUPPORTED_VERSIONS:
-                asked = LATEST
-            _emit(stdout, {"cniVersion": asked, "supportedVersions": list(SUPPORTED_VERSIONS)})
+        if environ.get("CNI_COMMAND", "") == "VERSION":
+            _emit(stdout, _version(doc, raw, decode_error))
             return 0
         env = parse_env(environ)
         if decode_error:
@@ -47,19 +43,7 @@ def run(environ: dict[str, str] | os._Environ[str], stdin: BinaryIO, stdout: Tex
         if version not in SUPPORTED_VERSIONS:
             version = LATEST
             check_version(doc.get("cniVersion"))
-        conf = parse_conf(doc, raw)
-        from cni import verbs
-
-        if env.command == "ADD":
-            _emit(stdout, verbs.cmd_add(env, conf))
-        elif env.command == "DEL":
-            verbs.cmd_del(env, conf)
-        elif env.command == "CHECK":
-            verbs.cmd_check(env, conf)
-        elif env.command == "GC":
-            verbs.cmd_gc(env, conf)
-        else:
-            verbs.cmd_status(env, conf)
+        _dispatch(env, parse_conf(doc, raw), stdout)
         return 0
     except CniError as exc:
         _emit(stdout, exc.to_dict(version))
@@ -71,6 +55,30 @@ def run(environ: dict[str, str] | os._Environ[str], stdin: BinaryIO, stdout: Tex
         _emit(stdout, CniError(INTERNAL, "internal error",
                                f"{type(exc).__name__}: {exc}").to_dict(version))
         return 1
+
+
+def _version(doc: Any, raw: bytes, decode_error: str) -> dict[str, Any]:
+    if decode_error and raw.strip():
+        raise CniError(DECODE, "cannot decode the network configuration", decode_error)
+    asked = version_of(doc) if not decode_error else LATEST
+    if asked not in SUPPORTED_VERSIONS:
+        asked = LATEST
+    return {"cniVersion": asked, "supportedVersions": list(SUPPORTED_VERSIONS)}
+
+
+def _dispatch(env: Env, conf: NetConf, stdout: TextIO) -> None:
+    from cni import verbs
+
+    if env.command == "ADD":
+        _emit(stdout, verbs.cmd_add(env, conf))
+    elif env.command == "DEL":
+        verbs.cmd_del(env, conf)
+    elif env.command == "CHECK":
+        verbs.cmd_check(env, conf)
+    elif env.command == "GC":
+        verbs.cmd_gc(env, conf)
+    else:
+        verbs.cmd_status(env, conf)
 
 
 def _emit(stdout: TextIO, doc: dict[str, Any]) -> None:

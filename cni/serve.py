@@ -39,7 +39,17 @@ def preload() -> None:
     """Import everything a verb imports, and build the setns binding, before any fork."""
     import _ctypes  # noqa: F401
 
-    from cni import delegate, main, netlink, verbs  # noqa: F401
+    from cni import (  # noqa: F401
+        delegate,
+        main,
+        netlink,
+        verb_add,
+        verb_check,
+        verb_del,
+        verb_gc,
+        verb_status,
+        verbs,
+    )
 
     here = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:

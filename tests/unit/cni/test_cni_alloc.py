@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cni import addr, alloc, errors, verbs
+from cni import addr, alloc, errors, verb_del, verb_gc, verbs
 from cni.config import Env, NetConf, make_range, parse_conf
 from cni.errors import CniError
 from cni.fakestore import FakeStore
@@ -214,8 +214,8 @@ def test_del_releases_and_is_idempotent() -> None:
         store.try_reserve("10.0.0.1", "c1", "eth0")
         store.try_reserve("fd00::1", "c1", "eth0")
         store.try_reserve("10.0.0.2", "c2", "eth0")
-    assert sorted(verbs.release_attachment(store, "k", "c1", "eth0")) == ["10.0.0.1", "fd00::1"]
-    assert verbs.release_attachment(store, "k", "c1", "eth0") == []
+    assert sorted(verb_del.release_attachment(store, "k", "c1", "eth0")) == ["10.0.0.1", "fd00::1"]
+    assert verb_del.release_attachment(store, "k", "c1", "eth0") == []
     assert (store.ips, store.atts, store.held) == ({"10.0.0.2": ("c2", "eth0")}, {}, False)
 
 
@@ -227,7 +227,7 @@ def test_gc_keeps_the_valid_and_releases_the_rest() -> None:
             store.add_addresses(key, [a])
             store.try_reserve(a, cid, "eth0")
         store.try_reserve("10.0.0.3", "orphan", "eth0")  # no record at all
-    kept = verbs.collect_garbage(store, {("a", "eth0")})
+    kept = verb_gc.collect_garbage(store, {("a", "eth0")})
     assert kept == {"ka": ["10.0.0.1"]}
     assert store.ips == {"10.0.0.1": ("a", "eth0")}
     assert list(store.atts) == ["ka"]
@@ -239,7 +239,7 @@ def test_gc_with_a_delegate_dels_each_stale_attachment_through_it() -> None:
         store.create_attachment("kb", "b", "eth0")
         store.add_addresses("kb", ["10.0.0.2"])
     called: list[tuple[str, str]] = []
-    kept = verbs.collect_garbage(store, set(), lambda c, i: called.append((c, i)))
+    kept = verb_gc.collect_garbage(store, set(), lambda c, i: called.append((c, i)))
     assert (kept, called, store.atts) == ({}, [("b", "eth0")], {})
 
 

@@ -190,14 +190,17 @@ def test_conf_reads_valid_attachments() -> None:
 
 
 def test_hot_path_imports_stay_lean() -> None:
-    """The exec'd plugin must not pull in json, re, typing, socket, ipaddress or pyroute2."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import cni.main, cni.verbs; "
+    """The exec'd plugin, every verb and the shared rtnetlink codec under it must not pull in
+    json, re, typing, socket, struct, ipaddress, pyroute2 or the speaker."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import cni.main, cni.verbs, "
+            "cni.verb_add, cni.verb_del, cni.verb_check, cni.verb_gc, cni.verb_status; "
             "heavy = {'json', 're', 'typing', 'socket', 'ipaddress', 'pyroute2', 'dataclasses',"
-            " 'subprocess', 'enum', 'struct', 'flatroute.nodefile'};"
-            "print(sorted(heavy & set(sys.modules)))")
+            " 'subprocess', 'enum', 'struct', 'functools', 'contextlib', 'flatroute.nodefile',"
+            " 'speaker', 'speaker.routes'};"
+            "print(sorted(heavy & set(sys.modules)), 'flatroute.rtnetlink' in sys.modules)")
     out = subprocess.run([sys.executable, "-IS", "-c", code, str(ROOT)], capture_output=True,
                          text=True, check=True).stdout.strip()
-    assert out == "[]"
+    assert out == "[] True"
 
 
 def test_install_and_uninstall(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from flatroute import nodestate
+from flatroute import rtnetlink as rt
 from flatroute import speaker_status as status
 from flatroute.errors import InvalidInput
 from speaker import announce, bfd, exabgp_config, reconcile, rtnl
@@ -200,14 +201,14 @@ def test_rtnl_pack_parse_roundtrip() -> None:
     ):
         msg = rtnl.pack_route(rtnl.Op("add", route), 7, index, 70)
         n, mtype, flags, seq, _ = struct.unpack_from("=IHHII", msg)
-        assert n == len(msg) and mtype == rtnl.RTM_NEWROUTE and seq == 7
-        assert flags & rtnl.F_EXCL and flags & rtnl.F_ACK
+        assert n == len(msg) and mtype == rt.RTM_NEWROUTE and seq == 7
+        assert flags & rt.NLM_F_EXCL and flags & rt.NLM_F_ACK
         back, proto = rtnl.parse_route(msg, 16, len(msg), names)
         assert proto == 70 and back.same_as(route), (back, route)
     delete = rtnl.pack_route(rtnl.Op("delete", r("10.0.0.0/8", "10.1.1.1")), 8, index, 70,
                              ack=False)
-    assert struct.unpack_from("=IHHII", delete)[1] == rtnl.RTM_DELROUTE
-    assert delete[16 + 6] == rtnl.RT_SCOPE_NOWHERE
+    assert struct.unpack_from("=IHHII", delete)[1] == rt.RTM_DELROUTE
+    assert delete[16 + 6] == rt.RT_SCOPE_NOWHERE
 
 
 def test_status_roundtrip_and_text() -> None:
