@@ -135,10 +135,14 @@ class Agent:
         linkwatch.watch(self._on_link, self.stopping)
         self.log.info("speaker_started", node_state=self.opts.node_state_path,
                       run_dir=self.opts.run_dir)
+        waiting = 0.25  # no node state yet: look again soon, backing off to the interval
         try:
             while not self.stopping.is_set():
                 self.reconcile_once()
-                wait = self.opts.interval if self._all_settled() else 0.25
+                if self.desired is None:
+                    wait, waiting = waiting, min(waiting * 2, self.opts.interval)
+                else:
+                    wait = self.opts.interval if self._all_settled() else 0.25
                 self.trigger.wait(wait)
                 self.trigger.clear()
         finally:

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 from flatroute.errors import AdapterError, InvalidInput, field_error
 
@@ -99,18 +100,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     flog.configure(json=args.log_format == "json", level=args.log_level)
     stop = None
+    agents: list[Any] = []  # the agent, once made: the bridge wakes its loop on a new state
     if getattr(args, "kubernetes", False):
         from speaker import kube_bridge
 
         if args.node_state:
             raise InvalidInput([field_error("--node-state", "", "conflicts with --kubernetes "
                                             "(the NodeState resource is the desired state)")])
-        stop, args.node_state = kube_bridge.start(args, _status_path(args))
+        stop, args.node_state = kube_bridge.start(
+            args, _status_path(args), on_change=lambda: _wake(agents))
     try:
-        return agent_from_args(args).run()
+        agents.append(agent_from_args(args))
+        return int(agents[0].run())
     finally:
         if stop is not None:
             stop.set()
+
+
+def _wake(agents: list[Any]) -> None:
+    for a in agents:
+        a.trigger.set()
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+from collections.abc import Callable
 
 from flatroute import nodestate, speaker_status
 from flatroute.files import write_atomic
@@ -29,10 +30,13 @@ def add_arguments(run_parser: argparse.ArgumentParser) -> None:
 
 
 class Bridge:
-    def __init__(self, node: str, state_file: str, status_file: str) -> None:
+    def __init__(self, node: str, state_file: str, status_file: str,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.node = node
         self.state_file = state_file
         self.status_file = status_file
+        #: wakes the agent's loop when a new node state was written (it need not wait a pass)
+        self.on_change = on_change
         self.log = get_logger(component="speaker", node=node, mode="kubernetes")
 
     def apply(self, desired: Desired) -> NodeStatus:
@@ -44,6 +48,8 @@ class Bridge:
             wanted = nodestate.spec_hash(nodestate.spec_doc(desired.state))
             if write_atomic(self.state_file, text):
                 self.log.info("node_state_received", generation=wanted)
+                if self.on_change is not None:
+                    self.on_change()
         try:
             st = speaker_status.read(self.status_file)
         except speaker_status.StatusError as exc:
@@ -71,11 +77,13 @@ class Bridge:
                                if isinstance(c, dict)))
 
 
-def start(args: argparse.Namespace, status_file: str) -> tuple[threading.Event, str]:
-    """Start the bridge thread; return its stop event and the node-state file for the agent."""
+def start(args: argparse.Namespace, status_file: str,
+          on_change: Callable[[], None] | None = None) -> tuple[threading.Event, str]:
+    """Start the bridge thread; return its stop event and the node-state file for the agent.
+    `on_change` is called whenever a new node state was written for the agent."""
     state_file = os.path.join(args.run_dir, "nodestate.json")
     source, writer = open_source(args)
-    bridge = Bridge(args.node, state_file, status_file)
+    bridge = Bridge(args.node, state_file, status_file, on_change)
     stop = threading.Event()
 
     def loop() -> None:

@@ -182,6 +182,36 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
         "usable")
     _wait_routes(topo, the_plan, directory)
     _wait_speakers(the_plan, state_dir)
+    if url is not None:
+        _wait_nodestates(url, [n.name for n in the_plan.nodes])
+
+
+def _wait_nodestates(url: str, nodes: list[str], timeout: float = 30) -> None:
+    """Kubernetes mode: every NodeState's status says its spec is applied and its sessions
+    are up, as `kubectl get nodestates` would show it (the speakers report there on change)."""
+    from flatroute.kube.api import KubeError, connect
+    from flatroute.kube.objects import NODESTATES
+
+    api = connect(None, url)
+    deadline = time.monotonic() + timeout
+    pending = list(nodes)
+    while time.monotonic() < deadline:
+        try:
+            items, _rv = api.list(NODESTATES)
+        except KubeError:
+            items = []
+        done = set()
+        for obj in items:
+            st = obj.get("status") or {}
+            up, total = st.get("sessionsEstablished", 0), st.get("sessionsTotal", 0)
+            if st.get("observedGeneration") == obj["metadata"].get("generation") \
+                    and total and up == total:
+                done.add(str(obj["metadata"]["name"]))
+        pending = [n for n in nodes if n not in done]
+        if not pending:
+            return
+        time.sleep(0.25)
+    raise LabError("NodeStates not reported applied: " + ", ".join(pending))
 
 
 def _wait_speakers(the_plan: Plan, state_dir: Path, timeout: float = 30) -> None:
