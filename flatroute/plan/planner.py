@@ -11,7 +11,6 @@ the work of a re-plan follows the size of the change.
 
 from __future__ import annotations
 
-import gc
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -75,19 +74,11 @@ def plan(
     previous: Plan | None = None,
     now: str | None = None,
 ) -> Plan:
-    """Compute the whole plan. `now` (ISO 8601) stamps nodes that just left the fabric."""
-    # A cold plan of 5,000 nodes makes some 170,000 objects (addresses, networks, node plans)
-    # and none of them form reference cycles. While they pile up, the cyclic collector walks
-    # them and everything else alive, again and again: its full passes took as long as the
-    # planning itself. Reference counting still frees everything; the collector resumes after
-    # (and looks at the new objects once). The controller pauses it around its whole cycle.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _Planner(fabric, ledger or Ledger(), previous, now or RETIRED_UNKNOWN).run()
-    finally:
-        if was_enabled:
-            gc.enable()
+    """Compute the whole plan. `now` (ISO 8601) stamps nodes that just left the fabric.
+
+    Pure: callers that plan at scale pause the cyclic collector around it (flatroute.gcpause).
+    """
+    return _Planner(fabric, ledger or Ledger(), previous, now or RETIRED_UNKNOWN).run()
 
 
 class _Planner:
