@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from flatroute import gcpause
 from flatroute.fabric import parse_fabric
 from flatroute.fabric.model import Fabric
-from flatroute.plan import Ledger, plan, planner
+from flatroute.plan import Ledger, nodes, plan
 from flatroute.plan.ledger import expire, ledger_from_doc, ledger_to_doc, ledger_to_json
 from flatroute.plan.model import Behavior, Family
 from flatroute.plan.output import plan_to_json
@@ -151,16 +151,16 @@ def test_plan_leaves_the_cyclic_collector_alone() -> None:
 
     f = small_fabric(["a", "b"])
     seen: list[bool] = []
-    real = planner._Planner.run
+    real = nodes.NodePlanner.plan
 
-    def spy(self: planner._Planner) -> Any:
+    def spy(self: nodes.NodePlanner, *args: Any) -> Any:
         seen.append(gc.isenabled())
-        return real(self)
+        return real(self, *args)
 
     was = gc.isenabled()
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(planner._Planner, "run", spy)
+            mp.setattr(nodes.NodePlanner, "plan", spy)
             gc.enable()
             plan(f)
             assert gc.isenabled()
@@ -169,7 +169,7 @@ def test_plan_leaves_the_cyclic_collector_alone() -> None:
             assert not gc.isenabled()
     finally:
         (gc.enable if was else gc.disable)()
-    assert seen == [True, False]
+    assert seen == [True, True, False, False]
 
 
 def test_gcpause_pauses_and_restores_the_collector() -> None:
