@@ -29,7 +29,7 @@ from flatroute.plan.srv6 import SitePlanner
 
 RETIRED_UNKNOWN = "1970-01-01T00:00:00+00:00"
 _NO_ENTRY = LedgerEntry()
-#: what a node's plan was made from, beside the plan (see _Memo.key)
+#: what each node's plan was made from, beside the plan (see _Memo.key)
 Memo = dict[str, tuple[object, NodePlan]]
 
 
@@ -50,11 +50,15 @@ def plan(
     builder = NodePlanner(f, alloc.hosts, rack_asns, problems)
     memo = _Memo(f, alloc.racks, alloc.sites, rack_asns, previous.memo if previous else {})
     plans: list[NodePlan] = []
+    # The memo is read and written in place here: this loop runs once per node, and a call
+    # more per node was measurable on a cold plan of 5,000.
+    previous_memo, new_memo = memo.previous, memo.new
     for node in nodes:
         entry = entries.get(node.name, _NO_ENTRY)
-        cached = memo.reuse(node, entry)
-        if cached is not None:
-            plans.append(cached)
+        cached = previous_memo.get(node.name)
+        if cached is not None and memo.unchanged(cached[0], node, entry):
+            plans.append(cached[1])
+            new_memo[node.name] = cached
             continue
         problems_before = len(problems.nodes)
         entry = alloc.allocate(node, entry)
@@ -64,7 +68,7 @@ def plan(
         if len(problems.nodes) == problems_before:
             # A node planned with a problem (exhaustion...) is planned again next time:
             # so its problem stays reported, and it gets what it lacks once there is room.
-            memo.keep(node, entry, node_plan)
+            new_memo[node.name] = (memo.key(node, entry), node_plan)
     new_ledger = _retire(entries, {n.name for n in nodes}, now or RETIRED_UNKNOWN, rack_asns)
     sites = SitePlanner(f, f.routers(), plans, problems).plans_by_site()
     problems.raise_invalid()
@@ -96,7 +100,7 @@ def _retire(entries: dict[str, LedgerEntry], present: set[str], now: str,
 
 
 class _Memo:
-    """The previous plan's node plans, reused where a node's inputs did not change."""
+    """The keys of node plans: the previous plan's is reused where its key is unchanged."""
 
     def __init__(self, fabric: Fabric, racks: dict[str, Rack], sites: dict[str, Site],
                  rack_asns: dict[str, int], previous: Memo) -> None:
@@ -108,17 +112,6 @@ class _Memo:
         self.new: Memo = {}
         self._rack_keys: dict[str, tuple[object, ...]] = {}
 
-    def reuse(self, node: Node, entry: LedgerEntry) -> NodePlan | None:
-        """The previous plan of this node if its key is unchanged (kept in the new memo)."""
-        cached = self.previous.get(node.name)
-        if cached is not None and self._unchanged(cached[0], node, entry):
-            self.new[node.name] = cached
-            return cached[1]
-        return None
-
-    def keep(self, node: Node, entry: LedgerEntry, node_plan: NodePlan) -> None:
-        self.new[node.name] = (self.key(node, entry), node_plan)
-
     def key(self, node: Node, entry: LedgerEntry) -> tuple[Node, tuple[object, ...],
                                                            LedgerEntry]:
         """Everything a node's plan depends on: the node, its ledger entry, and its rack's
@@ -126,7 +119,7 @@ class _Memo:
         return (node, self._rack_key(node.rack), entry)
 
     def _rack_key(self, rack_name: str) -> tuple[object, ...]:
-        # One tuple per rack, shared by the keys of the rack's nodes (see _unchanged).
+        # One tuple per rack, shared by the keys of the rack's nodes (see unchanged).
         key = self._rack_keys.get(rack_name)
         if key is None:
             f = self.f
@@ -139,7 +132,7 @@ class _Memo:
             self._rack_keys[rack_name] = key
         return key
 
-    def _unchanged(self, before: object, node: Node, entry: LedgerEntry) -> bool:
+    def unchanged(self, before: object, node: Node, entry: LedgerEntry) -> bool:
         """Whether a node's key equals the one its previous plan was made with."""
         key = self.key(node, entry)
         if not (isinstance(before, tuple) and len(before) == len(key)):
