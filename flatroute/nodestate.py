@@ -8,23 +8,38 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
     IPv6Address,
     IPv6Interface,
-    ip_address,
-    ip_network,
 )
-from typing import Any
+from typing import Any, cast
 
 from flatroute.errors import InvalidInput, field_error
+from flatroute.fabric.model import (
+    BFD_MIN_RX_MS,
+    BFD_MIN_TX_MS,
+    BFD_MULTIPLIER,
+    ENCAP_MODE,
+    GRACEFUL_RESTART,
+    HOLD_TIME,
+    KEEPALIVE,
+    MD5_SECRET_KEY,
+    POD_MTU,
+    SRV6_DATAPATH,
+    SRV6_DATAPATHS,
+    EncapMode,
+    NodeRole,
+)
+from flatroute.fabric.reader import Reader
 from flatroute.plan.model import Behavior, Family, NodePlan, Plan, Prefix
 
 API_VERSION = "flatroute.dev/v1"
 KIND = "NodeState"
+Address = IPv4Address | IPv6Address
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +70,9 @@ class BgpSpec:
     md5_kubernetes: tuple[str, str] | None
     communities: tuple[str, ...]
     bfd: bool
-    bfd_min_rx_ms: int = 300
-    bfd_min_tx_ms: int = 300
-    bfd_multiplier: int = 3
+    bfd_min_rx_ms: int = BFD_MIN_RX_MS
+    bfd_min_tx_ms: int = BFD_MIN_TX_MS
+    bfd_multiplier: int = BFD_MULTIPLIER
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +110,7 @@ class NodeState:
     local_sids: tuple[LocalSid, ...]
     encap_routes: tuple[EncapRoute, ...]
     #: auto | kernel | bpf: the SRv6 datapath asked for (auto: chosen by the node's probe)
-    srv6_datapath: str = "auto"
+    srv6_datapath: str = SRV6_DATAPATH
 
     @property
     def announce(self) -> tuple[Prefix, ...]:
@@ -117,7 +132,7 @@ def from_plan(plan: Plan, node: NodePlan) -> NodeState:
     site = plan.site(node.site)
     b = plan.bgp
     md5_file = b.md5.file if b.md5 else None
-    md5_k8s = ((b.md5.kubernetes_name or "", b.md5.kubernetes_key or "password")
+    md5_k8s = ((b.md5.kubernetes_name or "", b.md5.kubernetes_key or MD5_SECRET_KEY)
                if b.md5 and b.md5.kubernetes_name else None)
     return NodeState(
         node=node.name, fabric=plan.fabric, site=node.site, rack=node.rack,
@@ -212,88 +227,174 @@ def from_json(text: str, source: str = "<node state>") -> NodeState:
 
 
 def from_spec(spec: Any, source: str = "<node state>") -> NodeState:
-    """Validate a NodeState spec; raises InvalidInput naming the field."""
-    path = ["spec"]
+    """Validate a NodeState spec; raises InvalidInput naming every bad field by its path.
 
-    def fail(msg: str, value: object = None) -> InvalidInput:
-        return InvalidInput([field_error(source, ".".join(path), msg, value)])
+    It reads through the fabric loader's field-path Reader. Keys it does not know are
+    ignored, so that a speaker reads what a newer controller publishes."""
+    r = Reader(source)
+    state = _NodeStateReader(r).spec(spec)
+    if state is None or r.errors:
+        raise InvalidInput(r.errors)
+    return state
 
-    def get(obj: Any, key: str) -> Any:
-        if not isinstance(obj, dict):
-            raise fail("must be a mapping", obj)
-        return obj.get(key)
 
-    try:
-        b = get(spec, "bgp") or {}
-        md5 = b.get("md5") or {}
-        bfd = b.get("bfd")
-        path.append("bgp")
-        bgp = BgpSpec(int(b.get("holdTime", 9)), int(b.get("keepalive", 3)),
-                      int(b.get("gracefulRestart", 120)), md5.get("file"),
-                      (md5["kubernetesSecret"]["name"], md5["kubernetesSecret"]["key"])
-                      if md5.get("kubernetesSecret") else None,
-                      tuple(b.get("communities") or ()), bfd is not None,
-                      int((bfd or {}).get("minRx", 300)), int((bfd or {}).get("minTx", 300)),
-                      int((bfd or {}).get("multiplier", 3)))
-        path[-1] = "uplinks"
-        uplinks = tuple(
-            UplinkSpec(str(u["tor"]), IPv4Interface(u["ipv4"]) if u.get("ipv4") else None,
-                       IPv6Interface(u["ipv6"]) if u.get("ipv6") else None,
-                       bool(u.get("unnumbered")))
-            for u in get(spec, "uplinks") or ())
-        peers = []
-        for i, p in enumerate(get(spec, "peers") or ()):
-            path[-1] = f"peers[{i}]"
-            peers.append(PeerSpec(
-                str(p["name"]), int(p["asn"]),
-                ip_address(p["address"]) if p.get("address") else None,
-                ip_address(p["localAddress"]) if p.get("localAddress") else None,
-                tuple(Family(x) for x in p.get("families") or ()),
-                IPv6Address(p["ipv6NextHop"]) if p.get("ipv6NextHop") else None,
-                p.get("interface")))
-        path[-1] = "podBlocks"
-        blocks = get(spec, "podBlocks") or {}
-        b4 = tuple(ip_network(x) for x in blocks.get("ipv4") or ())
-        b6 = tuple(ip_network(x) for x in blocks.get("ipv6") or ())
-        path[-1] = "srv6"
-        srv6 = get(spec, "srv6") or {}
-        sids = []
-        for i, s in enumerate(srv6.get("localSids") or ()):
-            path[-1] = f"srv6.localSids[{i}]"
-            sids.append(LocalSid(IPv6Address(s["sid"]), Behavior(s["behavior"])))
-        routes = []
-        for i, r in enumerate(srv6.get("routes") or ()):
-            path[-1] = f"srv6.routes[{i}]"
-            segs = tuple(IPv6Address(x) for x in r["segments"])
-            if not segs:
-                raise fail("needs at least one segment")
-            routes.append(EncapRoute(ip_network(r["prefix"]), segs, str(r.get("target", "")),
-                                     r.get("policy")))
-        path[-1] = "srv6.encapMode"
-        mode = str(srv6.get("encapMode", "encap"))
-        if mode not in ("encap", "encap.red"):
-            raise fail("must be encap or encap.red", mode)
-        path[-1] = "srv6.datapath"
-        datapath = str(srv6.get("datapath", "auto"))
-        if datapath not in ("auto", "kernel", "bpf"):
-            raise fail("must be auto, kernel or bpf", datapath)
-        path.pop()
-        rid = get(spec, "routerId")
-        node = get(spec, "node")
-        if not node:
-            path.append("node")
-            raise fail("is required")
+_SPEC = "spec"
+#: ranges as in the fabric (and the NodeState CRD schema)
+_ANY_ASN = (0, 4294967294)  # 0: a node planned without an ASN
+
+
+class _NodeStateReader:
+    def __init__(self, r: Reader) -> None:
+        self.r = r
+
+    def spec(self, raw: Any) -> NodeState | None:
+        r, p = self.r, _SPEC
+        m = r.mapping(raw, p, None)
+        if m is None:
+            return None
+        bgp = self._bgp(m.get("bgp"))
+        uplinks = tuple(u for up, item in r.items(m.get("uplinks"), f"{p}.uplinks")
+                        if (u := self._uplink(item, up)) is not None)
+        peers = tuple(x for pp, item in r.items(m.get("peers"), f"{p}.peers")
+                      if (x := self._peer(item, pp)) is not None)
+        blocks = r.mapping(m.get("podBlocks") or {}, f"{p}.podBlocks", None)
+        b4 = r.get(blocks, "ipv4", f"{p}.podBlocks", r.net_list(r.net4)) or ()
+        b6 = r.get(blocks, "ipv6", f"{p}.podBlocks", r.net_list(r.net6)) or ()
+        srv6 = self._srv6(m.get("srv6"))
+        node = r.get(m, "node", p, r.string, required=True)
+        asn = r.get(m, "asn", p, r.int_in(*_ANY_ASN), required=True)
+        rid = r.get(m, "routerId", p, r.ipv4, required=True)
+        text = r.string  # fabric, site, rack, role: optional
+        if node is None or asn is None or rid is None or bgp is None or srv6 is None:
+            return None
+        enabled, mode, datapath, locator, sids, routes = srv6
         return NodeState(
-            node=str(node), fabric=str(get(spec, "fabric") or ""),
-            site=str(get(spec, "site") or ""), rack=str(get(spec, "rack") or ""),
-            role=str(get(spec, "role") or "worker"), asn=int(get(spec, "asn")),
-            router_id=IPv4Address(rid), bgp=bgp, uplinks=uplinks, peers=tuple(peers),
-            ipv4_blocks=b4, ipv6_blocks=b6, mtu=int(get(spec, "mtu") or 1500),
-            srv6_enabled=bool(srv6.get("enabled")), encap_mode=mode,
-            locator=ip_network(srv6["locator"]) if srv6.get("locator") else None,
-            local_sids=tuple(sids), encap_routes=tuple(routes), srv6_datapath=datapath,
+            node=node, fabric=r.get(m, "fabric", p, text) or "",
+            site=r.get(m, "site", p, text) or "", rack=r.get(m, "rack", p, text) or "",
+            role=r.get(m, "role", p, text) or NodeRole.WORKER.value, asn=asn,
+            router_id=rid, bgp=bgp, uplinks=uplinks, peers=peers,
+            ipv4_blocks=b4, ipv6_blocks=b6, mtu=self._int(m, "mtu", p, 1280, 9216, POD_MTU),
+            srv6_enabled=enabled, encap_mode=mode, locator=locator,
+            local_sids=sids, encap_routes=routes, srv6_datapath=datapath,
         )
-    except InvalidInput:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise fail(f"malformed: {exc}") from exc
+
+    def _int(self, m: dict[str, Any] | None, key: str, path: str, lo: int, hi: int,
+             default: int) -> int:
+        got = self.r.get(m, key, path, self.r.int_in(lo, hi), default=default)
+        return default if got is None else got
+
+    def _bgp(self, raw: Any) -> BgpSpec | None:
+        r, p = self.r, f"{_SPEC}.bgp"
+        m = r.mapping(raw or {}, p, None)
+        if m is None:
+            return None
+        md5 = r.mapping(m.get("md5") or {}, f"{p}.md5", None)
+        md5_file = r.get(md5, "file", f"{p}.md5", r.string)
+        kp = f"{p}.md5.kubernetesSecret"
+        ks = r.mapping(md5.get("kubernetesSecret"), kp, None) \
+            if md5 and md5.get("kubernetesSecret") is not None else None
+        kname = r.get(ks, "name", kp, r.string, required=True)
+        kkey = r.get(ks, "key", kp, r.string, required=True)
+        comms = r.get(m, "communities", p, r.net_list(r.string)) or ()
+        bfd = m.get("bfd")  # present: BFD on
+        bm = r.mapping(bfd, f"{p}.bfd", None) if bfd is not None else None
+        return BgpSpec(
+            self._int(m, "holdTime", p, 3, 65535, HOLD_TIME),
+            self._int(m, "keepalive", p, 1, 21845, KEEPALIVE),
+            self._int(m, "gracefulRestart", p, 0, 4095, GRACEFUL_RESTART),
+            md5_file, (kname, kkey) if kname is not None and kkey is not None else None,
+            comms, bfd is not None,
+            self._int(bm, "minRx", f"{p}.bfd", 10, 60000, BFD_MIN_RX_MS),
+            self._int(bm, "minTx", f"{p}.bfd", 10, 60000, BFD_MIN_TX_MS),
+            self._int(bm, "multiplier", f"{p}.bfd", 2, 255, BFD_MULTIPLIER),
+        )
+
+    def _uplink(self, raw: Any, p: str) -> UplinkSpec | None:
+        r = self.r
+        m = r.mapping(raw, p, None)
+        tor = r.get(m, "tor", p, r.string, required=True)
+        v4 = r.get(m, "ipv4", p, r.iface4)
+        v6 = r.get(m, "ipv6", p, r.iface6)
+        unnumbered = r.get(m, "unnumbered", p, r.boolean, default=False)
+        if tor is None:
+            return None
+        return UplinkSpec(tor, v4, v6, bool(unnumbered))
+
+    def _peer(self, raw: Any, p: str) -> PeerSpec | None:
+        r = self.r
+        m = r.mapping(raw, p, None)
+        name = r.get(m, "name", p, r.string, required=True)
+        asn = r.get(m, "asn", p, r.asn, required=True)
+        address = cast("Address | None", r.get(m, "address", p, self._ip))
+        local = cast("Address | None", r.get(m, "localAddress", p, self._ip))
+        families = r.get(m, "families", p, r.net_list(r.choice([f.value for f in Family])))
+        next_hop = r.get(m, "ipv6NextHop", p, r.ipv6)
+        interface = r.get(m, "interface", p, r.string)
+        if name is None or asn is None:
+            return None
+        return PeerSpec(name, asn, address, local, tuple(Family(f) for f in families or ()),
+                        next_hop, interface)
+
+    def _ip(self, value: Any, path: str) -> Address | None:
+        if not isinstance(value, str):
+            self.r.error(path, "must be an IP address as a string", value)
+            return None
+        return self.r.ipv6(value, path) if ":" in value else self.r.ipv4(value, path)
+
+    def _net(self, value: Any, path: str) -> Prefix | None:
+        if not isinstance(value, str):
+            self.r.error(path, "must be an IP network as a string", value)
+            return None
+        return self.r.net6(value, path) if ":" in value else self.r.net4(value, path)
+
+    def _srv6(self, raw: Any) -> tuple[bool, str, str, Prefix | None, tuple[LocalSid, ...],
+                                       tuple[EncapRoute, ...]] | None:
+        r, p = self.r, f"{_SPEC}.srv6"
+        m = r.mapping(raw or {}, p, None)
+        if m is None:
+            return None
+        sids = tuple(s for sp, item in r.items(m.get("localSids"), f"{p}.localSids")
+                     if (s := self._sid(item, sp)) is not None)
+        routes = tuple(x for rp, item in r.items(m.get("routes"), f"{p}.routes")
+                       if (x := self._route(item, rp)) is not None)
+        mode = r.get(m, "encapMode", p, _one_of(r, [x.value for x in EncapMode],
+                                                  "must be encap or encap.red"))
+        datapath = r.get(m, "datapath", p, _one_of(r, list(SRV6_DATAPATHS),
+                                                     "must be auto, kernel or bpf"))
+        return (bool(r.get(m, "enabled", p, r.boolean, default=False)),
+                mode or ENCAP_MODE.value, datapath or SRV6_DATAPATH,
+                r.get(m, "locator", p, r.net6), sids, routes)
+
+    def _sid(self, raw: Any, p: str) -> LocalSid | None:
+        r = self.r
+        m = r.mapping(raw, p, None)
+        sid = r.get(m, "sid", p, r.ipv6, required=True)
+        behavior = r.get(m, "behavior", p, r.choice([b.value for b in Behavior]),
+                         required=True)
+        if sid is None or behavior is None:
+            return None
+        return LocalSid(sid, Behavior(behavior))
+
+    def _route(self, raw: Any, p: str) -> EncapRoute | None:
+        r = self.r
+        m = r.mapping(raw, p, None)
+        prefix = cast("Prefix | None", r.get(m, "prefix", p, self._net, required=True))
+        segments = r.get(m, "segments", p, r.net_list(r.ipv6), required=True)
+        if m is not None and segments == ():
+            r.error(p, "needs at least one segment")
+        target = r.get(m, "target", p, r.string) or ""
+        policy = r.get(m, "policy", p, r.string)
+        if prefix is None or not segments:
+            return None
+        return EncapRoute(prefix, segments, target, policy)
+
+
+def _one_of(r: Reader, options: list[str], message: str) -> Callable[[Any, str], str | None]:
+    """Reader.choice with the node state's own message (`must be encap or encap.red`)."""
+    def conv(value: Any, path: str) -> str | None:
+        if value not in options:
+            r.error(path, message, value)
+            return None
+        return str(value)
+
+    return conv

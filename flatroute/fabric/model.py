@@ -1,7 +1,7 @@
 """Typed, frozen values of a validated fabric description (apiVersion flatroute.dev/v1).
 
-Nothing here parses; `flatroute.fabric.loader` turns YAML into these values and
-guarantees every cross-reference below resolves.
+Nothing here parses; `flatroute.fabric.parse` turns a document into these values and
+`flatroute.fabric.checks` guarantees every cross-reference below resolves.
 """
 
 from __future__ import annotations
@@ -43,6 +43,33 @@ class EncapMode(StrEnum):
 #: the SRv6 datapaths a node can run (spec.srv6.datapath, nodes[].srv6.datapath)
 SRV6_DATAPATHS = ("auto", "kernel", "bpf")
 
+# -- defaults: the one definition, read by the dataclasses below, the loader, the node state,
+# the CRD schema's descriptions and the renderers (through the values they are handed) -------
+#: spec.bgp.holdTime, seconds
+HOLD_TIME = 9
+#: spec.bgp.keepalive, seconds (at most a third of the hold time)
+KEEPALIVE = 3
+#: spec.bgp.gracefulRestart: the restart time advertised, seconds (0 disables)
+GRACEFUL_RESTART = 120
+#: spec.bgp.maxPrefixes: the maximum-prefix the ToRs apply per node
+MAX_PREFIXES = 100
+#: spec.bgp.bfd.minRx and minTx, milliseconds
+BFD_MIN_RX_MS = 300
+BFD_MIN_TX_MS = 300
+#: spec.bgp.bfd.multiplier
+BFD_MULTIPLIER = 3
+#: spec.pods.ipv4BlockSize and ipv6BlockSize: the prefix length of each node's pod block
+IPV4_BLOCK_SIZE = 26
+IPV6_BLOCK_SIZE = 122
+#: spec.pods.mtu: the pod interfaces' MTU
+POD_MTU = 1500
+#: spec.srv6.locatorLength: each node locator's prefix length
+LOCATOR_LENGTH = 64
+#: spec.srv6.underlayMtu: the smallest MTU on the encapsulated paths
+UNDERLAY_MTU = 1500
+#: spec.srv6.datapath
+SRV6_DATAPATH = "auto"
+
 
 class Decap4(StrEnum):
     END_DX4 = "End.DX4"
@@ -64,6 +91,15 @@ class SegmentScope(StrEnum):
 class NodeRole(StrEnum):
     WORKER = "worker"
     GATEWAY = "gateway"
+
+
+#: spec.srv6.encapMode, decapIpv4, decapIpv6 and scope (after their enums)
+ENCAP_MODE = EncapMode.ENCAP
+DECAP_IPV4 = Decap4.END_DX4
+DECAP_IPV6 = Decap6.END_DT6
+SEGMENT_SCOPE = SegmentScope.NODE
+#: spec.bgp.md5.secretRef.kubernetesSecret.key
+MD5_SECRET_KEY = "password"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,28 +127,28 @@ class SecretRef:
 @dataclass(frozen=True, slots=True)
 class Bfd:
     enabled: bool = False
-    min_rx_ms: int = 300
-    min_tx_ms: int = 300
-    multiplier: int = 3
+    min_rx_ms: int = BFD_MIN_RX_MS
+    min_tx_ms: int = BFD_MIN_TX_MS
+    multiplier: int = BFD_MULTIPLIER
 
 
 @dataclass(frozen=True, slots=True)
 class BgpOptions:
-    hold_time: int = 9
-    keepalive: int = 3
-    graceful_restart: int = 120
+    hold_time: int = HOLD_TIME
+    keepalive: int = KEEPALIVE
+    graceful_restart: int = GRACEFUL_RESTART
     md5: SecretRef | None = None
     communities: tuple[str, ...] = ()
     ipv4_over_ipv6: bool = False
     bfd: Bfd = field(default_factory=Bfd)
-    max_prefixes: int = 100
+    max_prefixes: int = MAX_PREFIXES
 
 
 @dataclass(frozen=True, slots=True)
 class PodOptions:
-    ipv4_block_size: int = 26
-    ipv6_block_size: int = 122
-    mtu: int = 1500
+    ipv4_block_size: int = IPV4_BLOCK_SIZE
+    ipv6_block_size: int = IPV6_BLOCK_SIZE
+    mtu: int = POD_MTU
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,17 +168,17 @@ class Srv6Policy:
 @dataclass(frozen=True, slots=True)
 class Srv6Options:
     enabled: bool = False
-    encap_mode: EncapMode = EncapMode.ENCAP
-    decap_ipv4: Decap4 = Decap4.END_DX4
-    decap_ipv6: Decap6 = Decap6.END_DT6
-    scope: SegmentScope = SegmentScope.NODE
-    locator_length: int = 64
+    encap_mode: EncapMode = ENCAP_MODE
+    decap_ipv4: Decap4 = DECAP_IPV4
+    decap_ipv6: Decap6 = DECAP_IPV6
+    scope: SegmentScope = SEGMENT_SCOPE
+    locator_length: int = LOCATOR_LENGTH
     policies: tuple[Srv6Policy, ...] = ()
     #: the smallest MTU on the paths encapsulated packets take (uplinks, ToRs, spines, WAN)
-    underlay_mtu: int = 1500
+    underlay_mtu: int = UNDERLAY_MTU
     #: which SRv6 datapath nodes run: `auto` (kernel seg6 where the capability probe finds it
     #: working, else eBPF), `kernel` or `bpf`; a node may override it
-    datapath: str = "auto"
+    datapath: str = SRV6_DATAPATH
 
 
 @dataclass(frozen=True, slots=True)

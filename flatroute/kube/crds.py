@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from flatroute.fabric import model as fm
+
 GROUP = "flatroute.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -110,15 +112,18 @@ CONDITIONS = _list("standard conditions", CONDITION, 16, **{
 
 def fabric_config_spec() -> S:
     bgp = _obj("BGP session options shared by the speakers and the rendered ToR configs", {
-        "holdTime": _int("hold time, seconds (default 9)", 3, 65535),
-        "keepalive": _int("keepalive, seconds (default 3); at most holdTime/3", 1, 21845),
-        "gracefulRestart": _int("restart time advertised (default 120; 0 disables)", 0, 4095),
+        "holdTime": _int(f"hold time, seconds (default {fm.HOLD_TIME})", 3, 65535),
+        "keepalive": _int(f"keepalive, seconds (default {fm.KEEPALIVE}); at most holdTime/3",
+                          1, 21845),
+        "gracefulRestart": _int("restart time advertised (default "
+                                f"{fm.GRACEFUL_RESTART}; 0 disables)", 0, 4095),
         "md5": _obj("TCP MD5: a reference, never the secret", {"secretRef": _obj(
             "exactly one of file or kubernetesSecret",
             {"file": _str("path on the node", maxLength=4096),
              "kubernetesSecret": _obj("a Secret in the speakers' namespace",
-                                      {"name": NAME, "key": _str("key (default password)",
-                                                                 maxLength=253)},
+                                      {"name": NAME,
+                                       "key": _str(f"key (default {fm.MD5_SECRET_KEY})",
+                                                   maxLength=253)},
                                       ["name"])})}),
         "communities": _list("standard communities attached to announcements",
                              _str("ASN:value", pattern=r"^\d{1,5}:\d{1,5}$"), 32),
@@ -127,7 +132,8 @@ def fabric_config_spec() -> S:
             "enabled": _bool("default true when the section exists"),
             "minRx": _int("ms", 10, 60000), "minTx": _int("ms", 10, 60000),
             "multiplier": _int("detect multiplier", 2, 255)}),
-        "maxPrefixes": _int("maximum-prefix the ToRs apply per node (default 100)", 1, 1000000),
+        "maxPrefixes": _int("maximum-prefix the ToRs apply per node (default "
+                            f"{fm.MAX_PREFIXES})", 1, 1000000),
     }, rules=[("!has(self.keepalive) || !has(self.holdTime) || self.keepalive * 3 <= "
                "self.holdTime", "keepalive must be at most a third of holdTime")])
     policy = _obj("steer traffic from a site through waypoints' End SIDs", {
@@ -157,18 +163,21 @@ def fabric_config_spec() -> S:
              "per-node and per-rack schemes need asn.range")]),
         "bgp": bgp,
         "pods": _obj("pod blocks and MTU", {
-            "ipv4BlockSize": _int("prefix length of each node's IPv4 block (26)", 8, 32),
-            "ipv6BlockSize": _int("prefix length of each node's IPv6 block (122)", 48, 128),
-            "mtu": _int("pod interface MTU (1500)", 1280, 9216)}),
+            "ipv4BlockSize": _int("prefix length of each node's IPv4 block "
+                                  f"({fm.IPV4_BLOCK_SIZE})", 8, 32),
+            "ipv6BlockSize": _int("prefix length of each node's IPv6 block "
+                                  f"({fm.IPV6_BLOCK_SIZE})", 48, 128),
+            "mtu": _int(f"pod interface MTU ({fm.POD_MTU})", 1280, 9216)}),
         "srv6": _obj("SRv6 between sites", {
             "enabled": _bool("default true when the section exists"),
             "encapMode": _str("encap or encap.red", enum=["encap", "encap.red"]),
             "decapIpv4": _str("IPv4 decapsulation", enum=["End.DX4", "End.DT4", "End.DT46"]),
             "decapIpv6": _str("IPv6 decapsulation", enum=["End.DT6", "End.DX6", "End.DT46"]),
             "scope": _str("node or site", enum=["node", "site"]),
-            "locatorLength": _int("each node locator's length (64)", 16, 112),
+            "locatorLength": _int(f"each node locator's length ({fm.LOCATOR_LENGTH})", 16, 112),
             "policies": _list("SRv6 policies", policy, 256),
-            "underlayMtu": _int("smallest MTU on the encapsulated paths (1500)", 1280, 9216),
+            "underlayMtu": _int(f"smallest MTU on the encapsulated paths ({fm.UNDERLAY_MTU})",
+                                1280, 9216),
             "datapath": _str("SRv6 datapath: auto (kernel seg6 where the probe finds it, else "
                              "eBPF), kernel or bpf", enum=["auto", "kernel", "bpf"]),
         }),

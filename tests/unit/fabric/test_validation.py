@@ -187,7 +187,7 @@ def test_every_overlapping_pair_is_reported_not_only_neighbours() -> None:
 
 
 def test_srv6_overhead_and_a_bigger_underlay_mtu() -> None:
-    from flatroute.fabric.loader import encap_overhead
+    from flatroute.fabric.checks import encap_overhead
 
     assert [encap_overhead(EncapMode.ENCAP, n) for n in (1, 2, 3)] == [64, 80, 96]
     assert [encap_overhead(EncapMode.ENCAP_RED, n) for n in (1, 2, 3)] == [40, 64, 80]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 from typing import Any
@@ -11,9 +12,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flatroute import gcpause
 from flatroute.fabric import parse_fabric
 from flatroute.fabric.model import Fabric
-from flatroute.plan import Ledger, plan, planner
+from flatroute.plan import Ledger, nodes, plan
 from flatroute.plan.ledger import expire, ledger_from_doc, ledger_to_doc, ledger_to_json
 from flatroute.plan.model import Behavior, Family
 from flatroute.plan.output import plan_to_json
@@ -143,35 +145,79 @@ def test_replan_reuses_unchanged_node_plans() -> None:
         assert again.node(name) is first.node(name)
 
 
-def test_plan_pauses_the_cyclic_collector_and_restores_it() -> None:
+def test_plan_leaves_the_cyclic_collector_alone() -> None:
+    # The planner is pure: pausing the collector is its callers' business (flatroute.gcpause).
     import gc
 
     f = small_fabric(["a", "b"])
     seen: list[bool] = []
-    real_run = planner._Planner.run
+    real = nodes.NodePlanner.plan
 
-    def spy(self: planner._Planner) -> Any:
+    def spy(self: nodes.NodePlanner, *args: Any) -> Any:
         seen.append(gc.isenabled())
-        return real_run(self)
+        return real(self, *args)
 
     was = gc.isenabled()
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(planner._Planner, "run", spy)
+            mp.setattr(nodes.NodePlanner, "plan", spy)
             gc.enable()
             plan(f)
-            assert gc.isenabled()  # restored
+            assert gc.isenabled()
             gc.disable()
             plan(f)
-            assert not gc.isenabled()  # a caller's pause (the controller's) is left alone
-            gc.enable()
-            mp.setattr(planner._Planner, "run", lambda _self: 1 // 0)
-            with pytest.raises(ZeroDivisionError):
-                plan(f)
-            assert gc.isenabled()  # restored on an error too
+            assert not gc.isenabled()
     finally:
         (gc.enable if was else gc.disable)()
-    assert seen == [False, False]
+    assert seen == [True, True, False, False]
+
+
+def test_gcpause_pauses_and_restores_the_collector() -> None:
+    import gc
+
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with gcpause.paused():
+            assert not gc.isenabled()
+        assert gc.isenabled()  # restored
+        gc.disable()
+        with gcpause.paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # a caller's pause (the controller's) is left alone
+        gc.enable()
+        with pytest.raises(ZeroDivisionError), gcpause.paused():
+            _ = 1 // 0
+        assert gc.isenabled()  # restored on an error too
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_flatroute_plan_runs_the_planner_with_the_collector_paused(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import gc
+
+    from flatroute import cli_core
+
+    seen: list[bool] = []
+    real = cli_core.plan
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli_core, "plan", spy)
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        args = argparse.Namespace(fabric=str(EXAMPLES / "two-site.yaml"), ledger=None,
+                                  update_ledger=False, format="json")
+        assert cli_core.cmd_plan(args) == 0
+        assert gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert seen == [False]
+    assert json.loads(capsys.readouterr().out)["fabric"]
 
 
 def two_rack_doc() -> dict[str, Any]:
