@@ -2,9 +2,9 @@
 
 Everything of ours lives under one directory of a bpffs (`pin_dir`): maps under pin_dir/maps,
 programs under pin_dir/progs. A restarted speaker finds them there and keeps using the same maps,
-so traffic never stops. On interfaces, our filter is the cls_bpf filter at FILTER_PRIO on the
+so traffic never stops. On interfaces, our filter is the cls_bpf filter at tc.FILTER_PRIO on the
 clsact ingress hook whose name starts with "flr_" (the name carries the program id,
-"flr_encap:<id>"): nothing else is ever changed or removed.
+"flr_encap:<id>"): nothing else is ever changed or removed. The tc side is speaker/bpf/tc.py.
 """
 
 from __future__ import annotations
@@ -17,13 +17,12 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from flatroute.errors import AdapterError
 from flatroute.logging import get_logger
-from speaker.bpf import libbpf
+from speaker.bpf import libbpf, tc
 from speaker.bpf.maps import (
     ENCAP4_KEY_SIZE,
     ENCAP6_KEY_SIZE,
@@ -53,12 +52,6 @@ PROGRAMS = (PROG_ENCAP, PROG_SID)
 COUNTERS = ("no_sid", "sl_mismatch", "too_big", "fib_fail", "encap", "decap", "end", "error")
 MAPS = (MAP_ENCAP4, MAP_ENCAP6, MAP_SIDS, MAP_LOCATORS, MAP_COUNTERS)
 
-FILTER_PRIO = 0xF1A        # our tc filter's priority ("pref") on clsact ingress
-FILTER_HANDLE = 1
-NAME_PREFIX = "flr_"
-TC_INGRESS = 0xFFFFFFF2
-TC_EGRESS = 0xFFFFFFF3
-ETH_P_ALL = 0x0003
 BPFFS_MAGIC = 0xCAFE4A11
 
 Entry = EncapEntry | SidEntry | LocatorEntry
@@ -94,26 +87,6 @@ def ensure_bpffs(path: str) -> None:
     if res.returncode != 0 or not is_bpffs(path):
         raise AdapterError(f"cannot mount a bpf filesystem at {path}: "
                            f"{res.stderr.strip() or 'not a bpffs after mount'}")
-
-
-def _filter_name(msg: Any) -> str | None:
-    opts = msg.get_attr("TCA_OPTIONS")
-    if not opts:
-        return None
-    for key, value in opts.get("attrs", []):
-        if key == "TCA_BPF_NAME":
-            return str(value)
-    return None
-
-
-def _is_ours(msg: Any) -> bool:
-    name = _filter_name(msg)
-    return (msg.get_attr("TCA_KIND") == "bpf" and (msg["info"] >> 16) == FILTER_PRIO
-            and name is not None and name.startswith(NAME_PREFIX))
-
-
-def _code(e: BaseException) -> int | None:
-    return getattr(e, "code", None)
 
 
 class BpfDatapath:
@@ -227,127 +200,36 @@ class BpfDatapath:
                 os.close(fd)
         self._maps, self._progs, self._prog_ids = {}, {}, {}
 
-    # --- tc attach --------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _ipr(self) -> Iterator[Any]:
-        from pyroute2 import IPRoute
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        try:
-            ipr = IPRoute(netns=self.netns, flags=0) if self.netns else IPRoute()
-        except (OSError, NetlinkError) as e:
-            raise AdapterError(f"cannot open netlink in netns {self.netns or '(own)'}: "
-                               f"{e}") from e
-        try:
-            yield ipr
-        except NetlinkError as e:
-            raise AdapterError(f"tc request failed: {e}") from e
-        finally:
-            ipr.close()
-
-    @staticmethod
-    def _index(ipr: Any, ifname: str) -> int | None:
-        found = ipr.link_lookup(ifname=ifname)
-        return int(found[0]) if found else None
-
-    @staticmethod
-    def _filters(ipr: Any, idx: int, parent: int) -> list[Any]:
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        try:
-            return [m for m in ipr.get_filters(index=idx, parent=parent)
-                    if m.get_attr("TCA_OPTIONS") is not None]
-        except NetlinkError as e:
-            if e.code in (errno.EINVAL, errno.ENOENT, errno.ENODEV):
-                return []  # no clsact qdisc
-            raise
+    # --- tc attach (speaker.bpf.tc) -------------------------------------------------------
 
     def attach(self, ifname: str, prog: str) -> bool:
         """Our filter with `prog` on ifname's ingress; True if something changed."""
         if prog not in PROGRAMS:
             raise AdapterError(f"unknown program {prog!r}: expected one of {PROGRAMS}")
         self.load()
-        want = f"{prog}:{self._prog_ids[prog]}"
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        with self._ipr() as ipr:
-            idx = self._index(ipr, ifname)
+        with tc.netlink(self.netns) as ipr:
+            idx = tc.index(ipr, ifname)
             if idx is None:
                 raise AdapterError(f"interface {ifname} not found in netns "
                                    f"{self.netns or '(own)'}")
-            ours = [m for m in self._filters(ipr, idx, TC_INGRESS) if _is_ours(m)]
-            if len(ours) == 1 and _filter_name(ours[0]) == want:
+            if not tc.attach(ipr, idx, self._progs[prog], f"{prog}:{self._prog_ids[prog]}"):
                 return False
-            try:
-                ipr.tc("add", "clsact", idx)
-            except NetlinkError as e:
-                if e.code != errno.EEXIST:
-                    raise
-            ipr.tc("replace-filter", "bpf", idx, f":{FILTER_HANDLE}", fd=self._progs[prog],
-                   name=want, parent=TC_INGRESS, classid=1, direct_action=True,
-                   prio=FILTER_PRIO, protocol=ETH_P_ALL)
-            # a stray second filter of ours at our prio (other handle) would shadow nothing,
-            # but remove it so exactly one remains
-            for m in ours:
-                if m["handle"] != FILTER_HANDLE:
-                    self._del_filter(ipr, idx, m["handle"])
         self._log.info("bpf_attached", ifname=ifname, prog=prog)
         return True
 
-    @staticmethod
-    def _del_filter(ipr: Any, idx: int, handle: int) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        try:
-            ipr.tc("del-filter", "bpf", idx, handle, parent=TC_INGRESS, prio=FILTER_PRIO,
-                   protocol=ETH_P_ALL)
-        except NetlinkError as e:
-            if e.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
-                raise
-
     def attached(self) -> dict[str, str]:
         """ifname -> program name, for every interface of the netns carrying our filter."""
-        out: dict[str, str] = {}
-        with self._ipr() as ipr:
-            for link in ipr.get_links():
-                name = link.get_attr("IFLA_IFNAME")
-                for m in self._filters(ipr, link["index"], TC_INGRESS):
-                    if _is_ours(m):
-                        fname = _filter_name(m) or ""
-                        prog, _, pid = fname.partition(":")
-                        current = self._prog_ids.get(prog)
-                        # a filter holding another version's program is not what we want
-                        stale = current is not None and pid != str(current)
-                        out[name] = f"{prog} (stale)" if stale else prog
-        return out
+        with tc.netlink(self.netns) as ipr:
+            return tc.attached(ipr, self._prog_ids)
 
     def detach(self, ifname: str) -> None:
         """Remove our filter; remove clsact only when no other filter remains."""
-        with self._ipr() as ipr:
-            idx = self._index(ipr, ifname)
+        with tc.netlink(self.netns) as ipr:
+            idx = tc.index(ipr, ifname)
             if idx is None:
                 return
-            self._detach_index(ipr, idx)
+            tc.detach(ipr, idx)
         self._log.info("bpf_detached", ifname=ifname)
-
-    def _detach_index(self, ipr: Any, idx: int) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        ingress = self._filters(ipr, idx, TC_INGRESS)
-        ours = [m for m in ingress if _is_ours(m)]
-        if not ours:
-            return
-        for m in ours:
-            self._del_filter(ipr, idx, m["handle"])
-        rest = [m for m in self._filters(ipr, idx, TC_INGRESS) if not _is_ours(m)]
-        rest += self._filters(ipr, idx, TC_EGRESS)
-        if not rest:
-            try:
-                ipr.tc("del", "clsact", idx)
-            except NetlinkError as e:
-                if e.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
-                    raise
 
     # --- maps -------------------------------------------------------------------------------
 
@@ -420,9 +302,9 @@ class BpfDatapath:
 
     def remove(self) -> None:
         """Detach ours from every interface of the netns, unpin everything, remove pin_dir."""
-        with self._ipr() as ipr:
+        with tc.netlink(self.netns) as ipr:
             for link in ipr.get_links():
-                self._detach_index(ipr, link["index"])
+                tc.detach(ipr, link["index"])
         self.close()
         if self.pin_dir.exists():
             try:
