@@ -239,6 +239,13 @@ def from_spec(spec: Any, source: str = "<node state>") -> NodeState:
 
 
 _SPEC = "spec"
+def _text(value: Any, path: str) -> str | None:
+    """An optional free-text member: any string, empty included (a hand-written or older
+    node state may carry "" for fabric, site or rack), as text whatever it is, as before."""
+    del path
+    return value if isinstance(value, str) else str(value)
+
+
 #: ranges as in the fabric (and the NodeState CRD schema)
 _ANY_ASN = (0, 4294967294)  # 0: a node planned without an ASN
 
@@ -264,7 +271,7 @@ class _NodeStateReader:
         node = r.get(m, "node", p, r.string, required=True)
         asn = r.get(m, "asn", p, r.int_in(*_ANY_ASN), required=True)
         rid = r.get(m, "routerId", p, r.ipv4, required=True)
-        text = r.string  # fabric, site, rack, role: optional
+        text = _text  # fabric, site, rack, role: optional, and may be empty as before
         if node is None or asn is None or rid is None or bgp is None or srv6 is None:
             return None
         enabled, mode, datapath, locator, sids, routes = srv6
