@@ -23,6 +23,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 #: seg6 encapsulation modes and seg6local behaviours the speaker programs (iproute2 spelling)
 ENCAP_MODES = ("encap", "encap.red")
@@ -188,72 +189,93 @@ def _btf_has(*names: str) -> str:
 
 def _probe_in_this_netns() -> list[Check]:
     """The checks; the caller has just entered a fresh, empty network namespace."""
-    from ipaddress import IPv6Address, ip_network
-
     from pyroute2 import IPRoute
+
+    ipr = IPRoute()
+    try:
+        lo = ipr.link_lookup(ifname="lo")[0]
+        ipr.link("set", index=lo, state="up")
+        checks = _seg6_checks(lo)
+        # a VRF device (End.DT4 / End.DT46 look up through one)
+        checks.append(_try("vrf", lambda: ipr.link("add", ifname="frprobevrf", kind="vrf",
+                                                   vrf_table=0xFFF0)))
+        checks += _seg6local_checks(ipr, lo, vrf_ok=checks[-1].ok)
+        checks += _bpf_checks(ipr, lo)
+    finally:
+        ipr.close()
+    return checks
+
+
+def _seg6_checks(lo: int) -> list[Check]:
+    """seg6 encapsulation, every mode, through the same netlink codec the speaker uses."""
+    from ipaddress import IPv6Address, ip_network
 
     from speaker.routes import Nexthop, Route, Seg6Encap
     from speaker.rtnl import Op, Rtnl
 
     checks: list[Check] = []
-    ipr = IPRoute()
-    try:
-        lo = ipr.link_lookup(ifname="lo")[0]
-        ipr.link("set", index=lo, state="up")
-        # seg6 encapsulation, every mode, through the same netlink codec the speaker uses
-        with Rtnl(250) as rtnl:
-            for i, mode in enumerate(ENCAP_MODES):
-                route = Route(ip_network(f"2001:db8:{i + 1}::/64"), (Nexthop(None, "lo"),),
-                              Seg6Encap(mode, (IPv6Address("2001:db8:ff::1"),)), metric=1024)
+    with Rtnl(250) as rtnl:
+        for i, mode in enumerate(ENCAP_MODES):
+            route = Route(ip_network(f"2001:db8:{i + 1}::/64"), (Nexthop(None, "lo"),),
+                          Seg6Encap(mode, (IPv6Address("2001:db8:ff::1"),)), metric=1024)
 
-                def add(r: Route = route) -> None:
-                    failed = rtnl.apply([Op("add", r)], {"lo": lo})
-                    if failed:
-                        raise OSError(failed[0][1], os.strerror(failed[0][1]))
+            def add(r: Route = route) -> None:
+                failed = rtnl.apply([Op("add", r)], {"lo": lo})
+                if failed:
+                    raise OSError(failed[0][1], os.strerror(failed[0][1]))
 
-                checks.append(_try(f"seg6.{mode}", add))
-        # a VRF device (End.DT4 / End.DT46 look up through one)
-        checks.append(_try("vrf", lambda: ipr.link("add", ifname="frprobevrf", kind="vrf",
-                                                   vrf_table=0xFFF0)))
-        vrf_ok = checks[-1].ok
-        for i, action in enumerate(SEG6LOCAL_ACTIONS):
-            encap: dict[str, object] = {"type": "seg6local", "action": action}
-            if action == "End.DX4":
-                encap["nh4"] = "0.0.0.0"
-            elif action == "End.DX6":
-                encap["nh6"] = "::"
-            elif action == "End.DT6":
-                encap["table"] = 254
-            elif action in NEEDS_VRF:
-                encap["vrf_table"] = 0xFFF0
-            def add_sid(e: dict[str, object] = encap, n: int = i) -> None:
-                ipr.route("add", dst=f"2001:db8:fe::{n + 1}/128", oif=lo, encap=e)
+            checks.append(_try(f"seg6.{mode}", add))
+    return checks
 
-            c = _try(f"seg6local.{action}", add_sid)
-            if not c.ok and action in NEEDS_VRF:
-                c = Check(c.name, False, c.reason + " (it looks up through a VRF device)")
-            elif c.ok and action in NEEDS_VRF and not vrf_ok:
-                c = Check(c.name, False, "the route is accepted, but packets need a VRF device "
-                          "for the table and this kernel has none (see vrf)")
-            checks.append(c)
-        # BPF: the syscall, BTF, clsact + cls_bpf, the decap flags, then the real object
-        fd_box: list[int] = []
-        checks.append(_try("bpf.syscall", lambda: fd_box.append(_bpf_prog_load_trivial())))
-        checks.append(_try("bpf.btf", lambda: _btf_has("bpf_skb_adjust_room")))
-        if fd_box:
-            def clsact() -> None:
-                ipr.tc("add", "clsact", lo)
-                ipr.tc("add-filter", "bpf", lo, ":1", fd=fd_box[0], name="flatroute-probe",
-                       parent="ffff:fff2", classid=1, direct_action=True)
-            checks.append(_try("bpf.clsact", clsact))
-        else:
-            checks.append(Check("bpf.clsact", False, "no BPF program could be loaded "
-                                "(see bpf.syscall)"))
-        checks.append(_try("bpf.adjust_room_decap", lambda: _btf_has(
-            "BPF_F_ADJ_ROOM_DECAP_L3_IPV4", "BPF_F_ADJ_ROOM_DECAP_L3_IPV6")))
-        checks.append(_try("bpf.datapath", _load_datapath_object))
-    finally:
-        ipr.close()
+
+def _seg6local_encap(action: str) -> dict[str, object]:
+    encap: dict[str, object] = {"type": "seg6local", "action": action}
+    if action == "End.DX4":
+        encap["nh4"] = "0.0.0.0"
+    elif action == "End.DX6":
+        encap["nh6"] = "::"
+    elif action == "End.DT6":
+        encap["table"] = 254
+    elif action in NEEDS_VRF:
+        encap["vrf_table"] = 0xFFF0
+    return encap
+
+
+def _seg6local_checks(ipr: Any, lo: int, *, vrf_ok: bool) -> list[Check]:
+    checks: list[Check] = []
+    for i, action in enumerate(SEG6LOCAL_ACTIONS):
+        encap = _seg6local_encap(action)
+
+        def add_sid(e: dict[str, object] = encap, n: int = i) -> None:
+            ipr.route("add", dst=f"2001:db8:fe::{n + 1}/128", oif=lo, encap=e)
+
+        c = _try(f"seg6local.{action}", add_sid)
+        if not c.ok and action in NEEDS_VRF:
+            c = Check(c.name, False, c.reason + " (it looks up through a VRF device)")
+        elif c.ok and action in NEEDS_VRF and not vrf_ok:
+            c = Check(c.name, False, "the route is accepted, but packets need a VRF device "
+                      "for the table and this kernel has none (see vrf)")
+        checks.append(c)
+    return checks
+
+
+def _bpf_checks(ipr: Any, lo: int) -> list[Check]:
+    """The syscall, BTF, clsact + cls_bpf, the decap flags, then the real object."""
+    fd_box: list[int] = []
+    checks = [_try("bpf.syscall", lambda: fd_box.append(_bpf_prog_load_trivial())),
+              _try("bpf.btf", lambda: _btf_has("bpf_skb_adjust_room"))]
+    if fd_box:
+        def clsact() -> None:
+            ipr.tc("add", "clsact", lo)
+            ipr.tc("add-filter", "bpf", lo, ":1", fd=fd_box[0], name="flatroute-probe",
+                   parent="ffff:fff2", classid=1, direct_action=True)
+        checks.append(_try("bpf.clsact", clsact))
+    else:
+        checks.append(Check("bpf.clsact", False, "no BPF program could be loaded "
+                            "(see bpf.syscall)"))
+    checks.append(_try("bpf.adjust_room_decap", lambda: _btf_has(
+        "BPF_F_ADJ_ROOM_DECAP_L3_IPV4", "BPF_F_ADJ_ROOM_DECAP_L3_IPV6")))
+    checks.append(_try("bpf.datapath", _load_datapath_object))
     return checks
 
 

@@ -111,6 +111,9 @@ CONDITIONS = _list("standard conditions", CONDITION, 16, **{
 
 
 def fabric_config_spec() -> S:
+    # Longer than our ~60-line rule on purpose: it is one declarative schema, read top to
+    # bottom beside the fabric file's documentation; split up it would only be harder to
+    # compare with docs/fabric.md.
     bgp = _obj("BGP session options shared by the speakers and the rendered ToR configs", {
         "holdTime": _int(f"hold time, seconds (default {fm.HOLD_TIME})", 3, 65535),
         "keepalive": _int(f"keepalive, seconds (default {fm.KEEPALIVE}); at most holdTime/3",

@@ -108,34 +108,9 @@ def up(fabric_path: Path, *, prefix: str, pods_per_node: int, say: Say,
 
 
 def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> None:
-    directory = state.dir
-    fabric, copy = lab_fabric(fabric_path, directory)
+    fabric, copy = lab_fabric(fabric_path, state.dir)
     state.fabric_copy = str(copy)
-    state_dir = directory / "state"
-    url = None
-    if state.kubernetes:
-        from flatroute.lab import kube
-
-        say(f"[1/6] controller: {fabric.name} ({len(fabric.nodes)} nodes) in Kubernetes mode, "
-            "against the FAKE API server (fakekube), seeded with the fabric")
-        url = kube.start(state, copy)
-        state.api_url = url
-        state.save()
-        the_plan = plan(fabric)
-        _start(state, "controller", None, [*flatroute_cmd(), "controller", "run",
-                                           "--kubernetes", "--server", url, "--state-dir",
-                                           str(state_dir), "--retry-period", "0.5"])
-    else:
-        say(f"[1/6] controller: planning {fabric.name} ({len(fabric.nodes)} nodes) in static "
-            "mode")
-        once = host.run([*flatroute_cmd(), "controller", "run", "--fabric", str(copy),
-                         "--state-dir", str(state_dir), "--once"], check=False, timeout=120)
-        if once.returncode != 0:
-            raise LabError(f"controller failed: {(once.stderr or once.stdout).strip()}")
-        the_plan = plan(fabric, load_ledger(state_dir / "ledger.json"))
-        _start(state, "controller", None, [*flatroute_cmd(), "controller", "run", "--fabric",
-                                           str(copy), "--state-dir", str(state_dir),
-                                           "--interval", "2"])
+    url, the_plan = _controller(state, fabric, copy, say)
     topo = build(fabric, the_plan, state.prefix, pods_per_node)
     router_datapath = _srv6_datapaths(state, fabric, say)
     say(f"[2/6] network: {len(topo.routers)} routers, {len(topo.nodes)} nodes, "
@@ -145,6 +120,48 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
     _routers(state, topo, fabric, the_plan, router_datapath)
     _fault_point("routers")
     say("[4/6] speakers: one per node, real ExaBGP toward its ToRs")
+    _speakers(state, topo, url)
+    _wait_sessions(topo, state.dir)
+    say(f"[5/6] pods: {len(topo.pods)} through the real flatroute-cni (ADD, as a runtime does)")
+    _pods(state, topo)
+    say("[6/6] converging: waiting for every node's routes on its ToRs, and its sessions "
+        "usable")
+    _wait_routes(topo, the_plan, state.dir)
+    _wait_speakers(the_plan, state.dir / "state")
+    if url is not None:
+        _wait_nodestates(url, [n.name for n in the_plan.nodes])
+
+
+def _controller(state: LabState, fabric: Fabric, copy: Path, say: Say) -> tuple[str | None, Plan]:
+    """Step 1: the controller (static mode, or Kubernetes mode against the fake API server);
+    returns the API URL (None in static mode) and the plan it publishes."""
+    state_dir = state.dir / "state"
+    if state.kubernetes:
+        from flatroute.lab import kube
+
+        say(f"[1/6] controller: {fabric.name} ({len(fabric.nodes)} nodes) in Kubernetes mode, "
+            "against the FAKE API server (fakekube), seeded with the fabric")
+        url = kube.start(state, copy)
+        state.api_url = url
+        state.save()
+        _start(state, "controller", None, [*flatroute_cmd(), "controller", "run",
+                                           "--kubernetes", "--server", url, "--state-dir",
+                                           str(state_dir), "--retry-period", "0.5"])
+        return url, plan(fabric)
+    say(f"[1/6] controller: planning {fabric.name} ({len(fabric.nodes)} nodes) in static "
+        "mode")
+    once = host.run([*flatroute_cmd(), "controller", "run", "--fabric", str(copy),
+                     "--state-dir", str(state_dir), "--once"], check=False, timeout=120)
+    if once.returncode != 0:
+        raise LabError(f"controller failed: {(once.stderr or once.stdout).strip()}")
+    _start(state, "controller", None, [*flatroute_cmd(), "controller", "run", "--fabric",
+                                       str(copy), "--state-dir", str(state_dir),
+                                       "--interval", "2"])
+    return None, plan(fabric, load_ledger(state_dir / "ledger.json"))
+
+
+def _speakers(state: LabState, topo: Topology, url: str | None) -> None:
+    """Step 4: one speaker per node namespace, its eBPF pins in the lab's bpffs."""
     mode: list[str] = []
     if url is not None:
         from flatroute.lab import kube
@@ -152,16 +169,19 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
         kube.forward(state, [n.ns for n in topo.nodes], url)
         mode = ["--kubernetes", "--server", url]
     for node in topo.nodes:
-        ndir = directory / "nodes" / node.name
+        ndir = state.dir / "nodes" / node.name
         _start(state, f"{node.name}/speaker", node.ns, [
             *flatroute_cmd(), "speaker", "run", *mode, "--node", node.name,
-            "--state-dir", str(state_dir), "--run-dir", str(ndir / "run"),
+            "--state-dir", str(state.dir / "state"), "--run-dir", str(ndir / "run"),
             "--node-file", str(ndir / "node.json"),
             "--bpf-dir", str(Path(state.bpffs) / node.name),
             # each node is its own namespace: the same port on every node's loopback
             "--metrics-port", str(METRICS_PORT), "--metrics-listen", "127.0.0.1"])
-    _wait_sessions(topo, directory)
-    say(f"[5/6] pods: {len(topo.pods)} through the real flatroute-cni (ADD, as a runtime does)")
+
+
+def _pods(state: LabState, topo: Topology) -> None:
+    """Step 5: the CNI service on every node, then every pod through the real plugin."""
+    directory = state.dir
     pods.install_plugin(directory)
     for node in topo.nodes:  # the fast path: the C client hands each request to its node's
         _start(state, f"{node.name}/cni", node.ns, [  # service, inside the node namespace
@@ -178,12 +198,6 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
         record = pods.add(pod, topo, directory)
         state.pods.append(record)
         state.save()
-    say("[6/6] converging: waiting for every node's routes on its ToRs, and its sessions "
-        "usable")
-    _wait_routes(topo, the_plan, directory)
-    _wait_speakers(the_plan, state_dir)
-    if url is not None:
-        _wait_nodestates(url, [n.name for n in the_plan.nodes])
 
 
 def _wait_nodestates(url: str, nodes: list[str], timeout: float = 30) -> None:
