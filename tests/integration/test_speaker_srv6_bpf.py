@@ -18,22 +18,13 @@ import pytest
 from speaker.bpf.datapath import BpfDatapath
 from speaker.bpf.maps import EncapEntry, SidEntry
 from tests.integration import speaker_lab as L
+from tests.integration.test_speaker_srv6 import SRV6 as KERNEL_SRV6
 from tests.netns_util import Netns, need_kernel_srv6, need_root, sh
 
 pytestmark = pytest.mark.root
 
-SRV6: dict[str, Any] = {
-    "enabled": True, "encapMode": "encap", "datapath": "bpf", "locator": "fcbb:bb00:1:1::/64",
-    "localSids": [{"sid": "fcbb:bb00:1:1::1", "behavior": "End"},
-                  {"sid": "fcbb:bb00:1:1::4", "behavior": "End.DX4"},
-                  {"sid": "fcbb:bb00:1:1::6", "behavior": "End.DT6"},
-                  {"sid": "fcbb:bb00:1:1::66", "behavior": "End.DX6"},
-                  {"sid": "fcbb:bb00:1:1::44", "behavior": "End.DT4"}],
-    "routes": [{"prefix": "10.245.0.0/26", "segments": ["fcbb:bb00:2:1::4"], "target": "os-n1"},
-               {"prefix": "fd00:10:245::/122", "segments": ["fcbb:bb00:ff::1",
-                                                            "fcbb:bb00:2:1::6"],
-                "target": "os-n1"}],
-}
+#: the same node state as the kernel datapath's test, on the eBPF datapath
+SRV6: dict[str, Any] = {**KERNEL_SRV6, "datapath": "bpf"}
 POD_VETH = "flr0123456789ab"  # the CNI plugin's host-side veth name shape
 POD_VETH_2 = "flr0123456789ac"
 
