@@ -35,7 +35,6 @@ from typing import Any
 from flatroute.nodestate import (
     API_VERSION,
     KIND,
-    EncapRoute,
     NodeState,
     from_plan,
     from_spec,
@@ -162,9 +161,8 @@ class StateBuilder:
 
 
 def _site_routes(sp: SitePlan) -> _SiteRoutes:
-    # The same conversion from_plan and spec_doc make, once per site instead of per node.
-    routes = (EncapRoute(s.prefix, s.segments, s.target, s.policy) for s in sp.segments)
-    return _SiteRoutes(sp.segments, json.dumps(routes_doc(routes), sort_keys=True,
+    # The routes document spec_doc makes, rendered once per site instead of once per node.
+    return _SiteRoutes(sp.segments, json.dumps(routes_doc(sp.segments), sort_keys=True,
                                                separators=(",", ":")))
 
 

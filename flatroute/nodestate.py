@@ -35,7 +35,7 @@ from flatroute.fabric.model import (
     NodeRole,
 )
 from flatroute.fabric.reader import Reader
-from flatroute.plan.model import Behavior, Family, NodePlan, Plan, Prefix
+from flatroute.plan.model import Behavior, Family, NodePlan, Plan, Prefix, Segment, Sid
 
 API_VERSION = "flatroute.dev/v1"
 KIND = "NodeState"
@@ -75,18 +75,10 @@ class BgpSpec:
     bfd_multiplier: int = BFD_MULTIPLIER
 
 
-@dataclass(frozen=True, slots=True)
-class LocalSid:
-    sid: IPv6Address
-    behavior: Behavior
-
-
-@dataclass(frozen=True, slots=True)
-class EncapRoute:
-    prefix: Prefix
-    segments: tuple[IPv6Address, ...]
-    target: str
-    policy: str | None = None
+#: one value type per concept across the plan -> node state boundary: a node's SIDs and its
+#: encapsulation routes are the plan's own values, carried as they are (no copy, no translation)
+LocalSid = Sid
+EncapRoute = Segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +138,8 @@ def from_plan(plan: Plan, node: NodePlan) -> NodeState:
         ipv4_blocks=node.ipv4_blocks, ipv6_blocks=node.ipv6_blocks, mtu=plan.mtu,
         srv6_enabled=plan.srv6.enabled, encap_mode=plan.srv6.encap_mode.value,
         locator=node.locator,
-        local_sids=tuple(LocalSid(s.sid, s.behavior) for s in node.sids),
-        encap_routes=tuple(EncapRoute(s.prefix, s.segments, s.target, s.policy)
-                           for s in site.segments),
+        local_sids=node.sids,
+        encap_routes=site.segments,
         srv6_datapath=node.srv6_datapath,
     )
 
