@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import json
 import os
 import struct
@@ -133,8 +134,6 @@ def choose_datapath(wanted: str, caps: Capabilities) -> str:
 # -- the probe itself (runs in a throw-away network namespace) ---------------------------------
 
 CLONE_NEWNET = 0x40000000
-_BPF_PROG_LOAD = 5
-_BPF_PROG_TYPE_SCHED_CLS = 3
 #: `r0 = 0 (TC_ACT_OK); exit`: the smallest program a cls_bpf filter can carry
 _TRIVIAL_PROG = struct.pack("<BBhi", 0xB7, 0, 0, 0) + struct.pack("<BBhi", 0x95, 0, 0, 0)
 _BTF = "/sys/kernel/btf/vmlinux"
@@ -162,25 +161,20 @@ def _try(name: str, fn: Callable[[], object]) -> Check:
 
 def _bpf_prog_load_trivial() -> int:
     """BPF_PROG_LOAD of the two-instruction SCHED_CLS program through the raw syscall."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    insns = ctypes.create_string_buffer(_TRIVIAL_PROG, len(_TRIVIAL_PROG))
-    lic = ctypes.create_string_buffer(b"GPL")
-    # union bpf_attr for PROG_LOAD: type, insn_cnt, insns, license, log_level, log_size, log_buf
-    attr = struct.pack("=IIQQIIQ", _BPF_PROG_TYPE_SCHED_CLS, len(_TRIVIAL_PROG) // 8,
-                       ctypes.addressof(insns), ctypes.addressof(lic), 0, 0, 0)
-    buf = ctypes.create_string_buffer(attr, 128)
-    nr = 321  # __NR_bpf on x86_64
-    if os.uname().machine == "aarch64":
-        nr = 280
-    fd = libc.syscall(nr, _BPF_PROG_LOAD, buf, 128)
-    if fd < 0:
-        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-    return int(fd)
+    from speaker.bpf import libbpf
+
+    return libbpf.prog_load(libbpf.BPF_PROG_TYPE_SCHED_CLS, _TRIVIAL_PROG)
+
+
+@functools.cache
+def _btf_blob() -> bytes:
+    """The kernel's BTF, read once however many checks look into it."""
+    with open(_BTF, "rb") as fh:
+        return fh.read()
 
 
 def _btf_has(*names: str) -> str:
-    with open(_BTF, "rb") as fh:
-        blob = fh.read()
+    blob = _btf_blob()
     absent = [n for n in names if n.encode() + b"\0" not in blob]
     if absent:
         raise LookupError(f"{', '.join(absent)} not in {_BTF} (needs Linux 6.3 or later)")

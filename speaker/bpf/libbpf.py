@@ -61,6 +61,18 @@ class _InfoAttr(ctypes.Structure):
     ]
 
 
+class _ProgLoadAttr(ctypes.Structure):
+    _fields_ = [
+        ("prog_type", ctypes.c_uint32),
+        ("insn_cnt", ctypes.c_uint32),
+        ("insns", ctypes.c_uint64),
+        ("license", ctypes.c_uint64),
+        ("log_level", ctypes.c_uint32),
+        ("log_size", ctypes.c_uint32),
+        ("log_buf", ctypes.c_uint64),
+    ]
+
+
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
@@ -75,6 +87,19 @@ def _sys_bpf(cmd: int, attr: ctypes.Structure) -> int:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return ret
+
+
+BPF_PROG_LOAD = 5
+BPF_PROG_TYPE_SCHED_CLS = 3
+
+
+def prog_load(prog_type: int, insns: bytes, license: bytes = b"GPL") -> int:
+    """A new fd for the program of raw instructions `insns` (BPF_PROG_LOAD, no log)."""
+    ib = ctypes.create_string_buffer(insns, len(insns))
+    lb = ctypes.create_string_buffer(license)
+    attr = _ProgLoadAttr(prog_type=prog_type, insn_cnt=len(insns) // 8,
+                         insns=ctypes.addressof(ib), license=ctypes.addressof(lb))
+    return _sys_bpf(BPF_PROG_LOAD, attr)
 
 
 def obj_get(path: str) -> int:
