@@ -36,19 +36,18 @@ from speaker.rtnl import Op, Rtnl
 
 @dataclass(frozen=True, slots=True)
 class Features:
-    """What this kernel can do that the speaker needs; `missing` is shown in status as is."""
+    """What this kernel can do, as the capability probe found it (speaker.capabilities); the
+    status shows only what a node state needs of it (capabilities.needed_missing)."""
 
-    seg6: bool = True
-    seg6local: bool = True
-    vrf: bool = True
-    missing: tuple[str, ...] = ()
-    bpf: bool = True
     caps: Capabilities = field(default_factory=lambda: Capabilities(()))
+
+    @property
+    def vrf(self) -> bool:
+        return self.caps.vrf
 
     @classmethod
     def from_caps(cls, caps: Capabilities) -> Features:
-        return cls(seg6=caps.kernel_srv6, seg6local=caps.kernel_srv6, vrf=caps.vrf,
-                   missing=caps.missing, bpf=caps.bpf_srv6, caps=caps)
+        return cls(caps)
 
 
 @dataclass(slots=True)
