@@ -14,7 +14,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from ipaddress import IPv6Address
 from pathlib import Path
 
 import yaml
@@ -28,7 +27,7 @@ from flatroute.lab import frr, host, pods
 from flatroute.lab.state import DEFAULT_ROOT, LabState, Proc, lab_dir, load
 from flatroute.lab.topology import Topology, build
 from flatroute.plan import load_ledger, plan
-from flatroute.plan.model import FUNCTION, Behavior, Plan
+from flatroute.plan.model import Behavior, Plan, sid_of
 from flatroute.speaker_status import StatusError
 from flatroute.speaker_status import read as read_status
 
@@ -337,7 +336,7 @@ def _routers(state: LabState, topo: Topology, fabric: Fabric, the_plan: Plan,
                 # what the script itself falls back to on a kernel without seg6local
                 from speaker.endsid import program_end_sid
 
-                sid = IPv6Address(int(router.locator.network_address) + FUNCTION[Behavior.END])
+                sid = sid_of(router.locator, Behavior.END)
                 program_end_sid(str(Path(state.bpffs) / r.name), str(sid), str(router.locator),
                                 netns=r.ns)
                 host.sysctl(r.ns, {"net.ipv6.conf.all.forwarding": "1"})

@@ -45,6 +45,11 @@ FUNCTION = {
 }
 
 
+def sid_of(locator: IPv6Network, behavior: Behavior) -> IPv6Address:
+    """The SID of `behavior` in `locator` (a router's End SID is sid_of(locator, END))."""
+    return IPv6Address(int(locator.network_address) + FUNCTION[behavior])
+
+
 @dataclass(frozen=True, slots=True)
 class Sid:
     sid: IPv6Address

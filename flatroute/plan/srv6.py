@@ -10,7 +10,15 @@ from __future__ import annotations
 from ipaddress import IPv6Address
 
 from flatroute.fabric.model import Fabric, NodeRole, Router, SegmentScope, Site
-from flatroute.plan.model import FUNCTION, Behavior, NodePlan, Prefix, Segment, SitePlan
+from flatroute.plan.model import (
+    FUNCTION,
+    Behavior,
+    NodePlan,
+    Prefix,
+    Segment,
+    SitePlan,
+    sid_of,
+)
 from flatroute.plan.problems import Problems
 
 #: the (behaviour, function) pairs of a locator's SIDs
@@ -127,7 +135,7 @@ class SitePlanner:
                 self.problems.field(path, "waypoint router has no locator, hence no End SID",
                                     name)
                 return None
-            return IPv6Address(int(router.locator.network_address) + FUNCTION[Behavior.END])
+            return sid_of(router.locator, Behavior.END)
         for p in self.plans:
             if p.name == name:
                 sid = p.sid(Behavior.END)

@@ -30,7 +30,7 @@ from flatroute import __version__
 from flatroute.fabric.model import BgpOptions, Fabric, Router, Site
 from flatroute.fabric.naming import SERVERS_INTERFACE
 from flatroute.fabric.wiring import Role, WiredRouter, wire
-from flatroute.plan.model import FUNCTION, Behavior, Family, Plan, Prefix
+from flatroute.plan.model import Behavior, Family, Plan, Prefix, sid_of
 
 #: racks with more nodes than this get a peer group (shared settings, per-node ASN and filters)
 PEER_GROUP_THRESHOLD = 8
@@ -354,7 +354,7 @@ class _Builder:
         networks: tuple[IPv6Network, ...] = ()
         if router.locator is not None:
             networks = (router.locator,)
-            end_sid = IPv6Address(int(router.locator.network_address) + FUNCTION[Behavior.END])
+            end_sid = sid_of(router.locator, Behavior.END)
             must.append(f"the SRv6 End SID {end_sid} of locator {router.locator} "
                         "(not expressible in BGP configuration: see the companion "
                         ".srv6.sh file for Linux-based routers)")
