@@ -118,14 +118,6 @@ def netns_del(names: Iterable[str]) -> None:
         run(["ip", "netns", "del", name], check=False)
 
 
-def mount_bpffs(path: Path) -> None:
-    """A bpffs of the lab's own at `path` (mounted in the host's mount namespace, so every
-    `ip netns exec` child sees it; /sys/fs/bpf is hidden there by the sysfs remount)."""
-    path.mkdir(parents=True, exist_ok=True)
-    if not os.path.ismount(path):
-        run(["mount", "-t", "bpf", "bpf", str(path)])
-
-
 def umount(path: Path) -> None:
     if os.path.ismount(path):
         run(["umount", "-l", str(path)], check=False)

@@ -294,12 +294,15 @@ def _srv6_datapaths(state: LabState, fabric: Fabric, say: Say) -> str | None:
     the datapath for the routers' End SIDs, chosen as the speakers choose theirs."""
     if not fabric.srv6.enabled:
         return None
+    from speaker.bpf.datapath import ensure_bpffs
     from speaker.capabilities import DatapathUnavailable, choose_datapath, probe
 
+    # The lab's own bpffs, mounted in the host's mount namespace so that every `ip netns exec`
+    # child sees it (/sys/fs/bpf is hidden there by the sysfs remount).
     bpffs = state.dir / "bpf"
     state.bpffs = str(bpffs)
     state.save()
-    host.mount_bpffs(bpffs)
+    ensure_bpffs(str(bpffs))
     caps = probe()
     try:
         chosen = choose_datapath(fabric.srv6.datapath, caps)
