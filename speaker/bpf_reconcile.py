@@ -93,10 +93,10 @@ class BpfSync:
                 self.log.info("bpf_datapath_changed", put=len(put), deleted=len(delete),
                               attached=[d for d, _ in attach], detached=detach,
                               failed=len(failures))
-                attached = dp.attached()
+            # what is in force now, from what was there and what was done (no second dump)
+            attached = {d: p for d, p in {**attached, **dict(attach)}.items() if d not in detach}
+            now = srv6_bpf.after(have, put, delete, [e for e, _ in failures])
             counters = dp.counters()
-            now: list[srv6_bpf.Entry] = [*dp.list_encap(), *dp.list_sids(),
-                                         *dp.list_locators()] if put or delete else have
         except AdapterError as exc:
             self.report = {"pinDir": self.pin_dir, "error": str(exc)}
             return [f"eBPF SRv6 datapath: {exc}"]

@@ -81,6 +81,20 @@ def diff(want: Iterable[Entry], have: Iterable[Entry]) -> tuple[list[Entry], lis
     return put, delete
 
 
+def after(have: Iterable[Entry], put: Iterable[Entry], delete: Iterable[Entry],
+          failed: Iterable[object]) -> list[Entry]:
+    """The entries in force once `put` and `delete` were applied to `have`, but `failed`."""
+    bad = set(failed)
+    now = {key(e): e for e in have}
+    for e in delete:
+        if e not in bad:
+            now.pop(key(e), None)
+    for e in put:
+        if e not in bad:
+            now[key(e)] = e
+    return list(now.values())
+
+
 def attach_diff(want: dict[str, str], have: dict[str, str], present: Sequence[str]
                 ) -> tuple[list[tuple[str, str]], list[str]]:
     """(attach, detach): (device, program) to attach where missing or different; devices to

@@ -210,3 +210,15 @@ def test_only_the_missing_features_the_node_state_needs_are_reported() -> None:
     assert needed_missing(k, "kernel", ["End", "End.DX4"]) == ()
     assert needed_missing(k, "kernel", ["End.DT4"]) == (
         "vrf: Operation not supported (errno 95)", "seg6local.End.DT4: not probed")
+
+
+def test_what_is_in_force_after_an_apply_is_derived_without_a_second_dump() -> None:
+    a = SidEntry(IPv6Address("fc00::1"), "End")
+    b = SidEntry(IPv6Address("fc00::2"), "End.DT6")
+    b2 = SidEntry(IPv6Address("fc00::2"), "End.DT46")
+    c = SidEntry(IPv6Address("fc00::3"), "End.DX4")
+    loc = LocatorEntry(IPv6Network("fc00::/64"))
+    now = srv6_bpf.after([a, b, loc], put=[b2, c], delete=[loc, a], failed=[c, a])
+    # b replaced by b2, loc deleted; the failed put of c is not there, the failed delete of
+    # a still is
+    assert sorted(map(str, now)) == sorted(map(str, [a, b2]))
