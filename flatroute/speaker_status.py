@@ -23,7 +23,10 @@ Controllers import `parse()`; it needs the standard library only.
       "installed": {"routes": 2, "encap": 2, "sids": 3},
       "skipped": [{"what": "SID fcbb::44 (End.DT4)", "reason": "missing kernel feature: vrf"}],
       "missingKernelFeatures": ["vrf: ..."],
-      "exabgp": {"running": true, "starts": 1, "lastExit": null}
+      "exabgp": {"running": true, "starts": 1, "lastExit": null},
+      "removed": null                           or, once its tombstone is read:
+                 {"at": "...", "reason": "not in the fabric", "state": "leaving" | "left",
+                  "why": "notified" | "deadline" | "nothing applied" | null}
     }
 
 Session states: idle (not started), connect (TCP up, no OPEN yet), established, down.
@@ -94,6 +97,8 @@ class SpeakerStatus:
     capabilities: dict[str, Any] = field(default_factory=dict)
     #: the eBPF datapath: map entries, attached interfaces, per-CPU drop/packet counters
     bpf: dict[str, Any] | None = None
+    #: the node was removed from the fabric (its tombstone): see the module docstring
+    removed: dict[str, Any] | None = None
 
     def is_stale(self, now: float | None = None) -> bool:
         return (now or time.time()) - parse_iso(self.updated_at) > STALE_AFTER
@@ -113,7 +118,7 @@ class SpeakerStatus:
             "missingKernelFeatures": list(self.missing_kernel_features),
             "exabgp": dict(self.exabgp),
             "srv6Datapath": self.datapath, "capabilities": dict(self.capabilities),
-            "bpf": self.bpf,
+            "bpf": self.bpf, "removed": self.removed,
         }
         return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
@@ -145,6 +150,7 @@ def parse(text: str, source: str = "<status>") -> SpeakerStatus:
             exabgp=dict(doc.get("exabgp") or {}),
             datapath=doc.get("srv6Datapath"), capabilities=dict(doc.get("capabilities") or {}),
             bpf=dict(doc["bpf"]) if isinstance(doc.get("bpf"), dict) else None,
+            removed=dict(doc["removed"]) if isinstance(doc.get("removed"), dict) else None,
         )
     except StatusError:
         raise
@@ -178,6 +184,12 @@ def render_text(st: SpeakerStatus, now: float | None = None) -> str:
                  + (f"  (seen {st.seen_generation})"
                     if st.seen_generation and st.seen_generation != st.generation else "")
                  + ("  DRAINED" if st.drained else ""))
+    if st.removed:
+        lines.append(f"REMOVED from the fabric at {st.removed.get('at')} "
+                     f"({st.removed.get('reason')}): "
+                     + ("every announcement withdrawn, sessions ended"
+                        f" ({st.removed.get('why')})" if st.removed.get("state") == "left"
+                        else "withdrawing, ending the sessions"))
     rec = "ok" if st.last_reconcile_ok else "FAILED"
     lines.append(f"last reconcile {st.last_reconcile_at or '-'} "
                  f"({st.last_reconcile_ms if st.last_reconcile_ms is not None else '-'} ms, {rec})")

@@ -27,14 +27,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flatroute import ROUTE_PROTOCOL
+from flatroute import ROUTE_PROTOCOL, tombstone
 from flatroute.errors import AdapterError, FlatrouteError, InvalidInput
 from flatroute.fabric.naming import is_pod_veth
 from flatroute.files import write_atomic
 from flatroute.logging import get_logger
 from flatroute.nodestate import NodeState
 from flatroute.speaker_status import SessionStatus, SpeakerStatus, now_iso
-from speaker import announce, exabgp_config, grace, kernel_routes, linkwatch, node_settings
+from flatroute.tombstone import Removed
+from speaker import (
+    announce,
+    exabgp_config,
+    farewell,
+    grace,
+    kernel_routes,
+    linkwatch,
+    node_settings,
+)
 from speaker.bfd import BfdAdapter, Bfdd
 from speaker.bpf_reconcile import BpfAdapter, BpfSync, list_links, real_bpf
 from speaker.capabilities import DatapathUnavailable, choose_datapath, needed_missing
@@ -104,6 +113,9 @@ class Agent:
         self.hold = grace.RestartHold(self.clock.monotonic())
         self.static_done = ""  # generation whose static parts (sysctls, files) were applied
         self.applied_generation: str | None = None
+        #: the node's tombstone, once read: it was removed from the fabric (speaker.farewell)
+        self.removal: Removed | None = None
+        self.leaving = farewell.Progress()
 
     # -- events from ExaBGP (reader thread) --------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -154,7 +166,16 @@ class Agent:
         self.trigger.set()
 
     def stop(self) -> None:
-        """Planned stop: no NOTIFICATION, kernel routes stay, the ToR keeps ours as stale."""
+        """Planned stop: no NOTIFICATION, kernel routes stay, the ToR keeps ours as stale.
+        A removed node (its tombstone published) first finishes leaving the fabric."""
+        with contextlib.suppress(Exception):
+            self._load()  # a tombstone published just now still counts
+            passes = int(farewell.MIN_WAIT / 0.1)
+            while self.removal is not None and not self.leaving.done and passes > 0:
+                self.reconcile_once()
+                self.trigger.wait(0.1)
+                self.trigger.clear()
+                passes -= 1
         self.session.close()
         self.log.info("speaker_stopped", kernel_routes="kept", bgp="graceful restart")
         with contextlib.suppress(Exception):
@@ -170,7 +191,9 @@ class Agent:
             load_error = self._load()
             if load_error:
                 errors.append(load_error)
-            if self.desired is not None:  # bad input: the last good state stays in force
+            if self.removal is not None:
+                errors += self._leave(self.removal)
+            elif self.desired is not None:  # bad input: the last good state stays in force
                 errors += self._reconcile(self.desired)
         except FlatrouteError as exc:
             errors.append(str(exc))
@@ -193,10 +216,22 @@ class Agent:
         try:
             new = load(self.opts)
         except InvalidInput as exc:
+            if self.removal is not None and not os.path.exists(self.opts.node_state_path):
+                return None  # the tombstone is gone too: its allocations were released
             self.report.seen_generation = None
             self.log.error("node_state_invalid", errors=[str(e) for e in exc.errors])
             return "invalid node state, nothing of it applied: " + "; ".join(
                 str(e) for e in exc.errors)
+        if isinstance(new, Removed):
+            if self.removal is None:
+                self.log.warning("node_removed", removed_at=new.at, reason=new.reason)
+            self.removal = new
+            self.report.seen_generation = tombstone.generation(new)
+            return None
+        if self.removal is not None:
+            self.log.info("node_back_in_fabric", generation=new.generation)
+            self.removal, self.static_done = None, ""
+            self.leaving.reset()
         self.report.seen_generation = new.generation
         if new.state.srv6_enabled:
             try:
@@ -239,6 +274,47 @@ class Agent:
             self.applied_generation = d.generation
         return errors
 
+    def _leave(self, removed: Removed) -> list[str]:
+        """One step of leaving the fabric (speaker.farewell): withdraw, notify, finish."""
+        applied = self.resolved.state if self.resolved is not None else None
+        p = self.leaving
+        act = farewell.decide(p, applied, self.sessions.snapshot(), now=self.clock.monotonic())
+        errors: list[str] = []
+        try:
+            if isinstance(act, farewell.Withdraw):
+                p.started_wall = self.clock.time()
+                p.deadline = self.clock.monotonic() + farewell.wait_for(act.state)
+                md5 = self.resolved.md5 if self.resolved is not None else None
+                self.log.info("withdrawing_everything", peers=len(act.state.peers))
+                self.session.set(act.state, frozenset(), md5=md5)
+            elif isinstance(act, farewell.Notify):
+                for peer in act.peers:
+                    p.notified[peer] = self.clock.time()
+                self.session.teardown(list(act.peers), farewell.CEASE_DECONFIGURED)
+            elif isinstance(act, farewell.Finish):
+                errors += self._left(removed, act.why)
+        except FlatrouteError as exc:
+            errors.append(str(exc))
+        return errors
+
+    def _left(self, removed: Removed, why: str) -> list[str]:
+        """The sessions are ended: stop ExaBGP and bfdd, remove our routes and the node file."""
+        self.session.stop()
+        self.bfdd.stop()
+        self.sessions.configure({}, 0)
+        errors = self.bpf.remove()
+        if self.resolved is not None:
+            more, self.report.installed = kernel_routes.sync(
+                self.kernel, self.resolved.state, [], [], set(), self.log)
+            errors += more
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.opts.node_file_path)
+        self.leaving.done, self.leaving.finished_why = True, why
+        self.applied_generation = tombstone.generation(removed)
+        self.report.applied_at = now_iso(self.clock.time())
+        self.log.warning("node_left_fabric", why=why, notified=sorted(self.leaving.notified))
+        return errors
+
     # -- pieces --------------------------------------------------------------------------------
     def _by_peer(self) -> dict[str, Session]:
         return {s.peer: s for s in self.sessions.snapshot()}
@@ -265,6 +341,8 @@ class Agent:
         return grace.restart_cap(st, self.opts.restart_hold)
 
     def _all_settled(self) -> bool:
+        if self.removal is not None:
+            return self.leaving.done
         d = self.resolved
         if d is None:
             return True
@@ -362,7 +440,16 @@ class Agent:
             exabgp={"running": self.session.alive(), "starts": self.session.starts,
                     "lastExit": self.session.last_exit},
             datapath=self.datapath, capabilities=caps, bpf=self.bpf.report,
+            removed=self._removed_doc(),
         )
+
+    def _removed_doc(self) -> dict[str, Any] | None:
+        r = self.removal
+        if r is None:
+            return None
+        return {"at": r.at, "reason": r.reason,
+                "state": "left" if self.leaving.done else "leaving",
+                "why": self.leaving.finished_why}
 
     def write_status(self) -> None:
         try:

@@ -35,13 +35,15 @@ from flatroute.kube.objects import (
 from flatroute.kube.reflector import Backoff, Reflector
 from flatroute.logging import get_logger
 from flatroute.nodestate import NodeState
+from flatroute.tombstone import Removed
 
 
 @dataclass(frozen=True, slots=True)
 class Desired:
     """What the NodeState asks for right now."""
 
-    state: NodeState | None  # None: no NodeState (yet), or its spec is invalid
+    #: None: no NodeState (yet), or its spec is invalid; Removed: the node's tombstone
+    state: NodeState | Removed | None
     generation: int | None = None
     spec_hash: str | None = None
     error: str | None = None  # the spec's validation errors, for status

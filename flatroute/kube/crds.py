@@ -234,8 +234,13 @@ def node_state_spec() -> S:
         "families": _list("address families", _str("", enum=["ipv4", "ipv6"]), 2),
         "ipv6NextHop": IPV6, "interface": _str("for unnumbered peers", maxLength=15),
     }, ["name", "asn"])
-    return _obj("desired state, written by the controller only", {
+    return _obj("desired state, written by the controller only; a spec with `removed` (and "
+                "`node`) alone is the tombstone of a node removed from the fabric", {
         "node": _str("the node"), "fabric": _str("the FabricConfig"), "site": _str("site"),
+        "removed": _obj("present: this node was removed from the fabric; its speaker "
+                        "withdraws everything (flatroute/tombstone.py)", {
+            "at": _str("when it left the fabric (RFC 3339)", maxLength=40),
+            "reason": _str("why", maxLength=256)}, ["at"]),
         "rack": _str("rack"), "role": _str("worker or gateway", enum=["worker", "gateway"]),
         "asn": ASN, "routerId": IPV4, "mtu": _int("pod MTU", 1280, 9216),
         "bgp": _obj("session options", {
@@ -267,7 +272,9 @@ def node_state_spec() -> S:
                 "target": _str("node or prefix owner"), "policy": _str("policy name")},
                 ["prefix", "segments"]), 100000),
         }),
-    }, ["node", "asn", "routerId"])
+    }, ["node"], rules=[("has(self.removed) || (has(self.asn) && has(self.routerId))",
+                         "a NodeState needs asn and routerId, unless it is a tombstone "
+                         "(removed)")])
 
 
 def node_state_status() -> S:
