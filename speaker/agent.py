@@ -43,6 +43,7 @@ from speaker import (
     kernel_routes,
     linkwatch,
     node_settings,
+    statewatch,
 )
 from speaker.bfd import BfdAdapter, Bfdd
 from speaker.bpf_reconcile import BpfAdapter, BpfSync, list_links, real_bpf
@@ -145,6 +146,7 @@ class Agent:
         if self.opts.metrics_port is not None:
             self.metrics.serve(self.opts.metrics_port, self.opts.metrics_addr)
         linkwatch.watch(self._on_link, self.stopping)
+        statewatch.watch(self.opts.node_state_path, self.trigger.set, self.stopping)
         self.log.info("speaker_started", node_state=self.opts.node_state_path,
                       run_dir=self.opts.run_dir)
         waiting = 0.25  # no node state yet: look again soon, backing off to the interval
@@ -286,7 +288,7 @@ class Agent:
                 p.deadline = self.clock.monotonic() + farewell.wait_for(act.state)
                 md5 = self.resolved.md5 if self.resolved is not None else None
                 self.log.info("withdrawing_everything", peers=len(act.state.peers))
-                self.session.set(act.state, frozenset(), md5=md5)
+                self.session.leave(act.state, md5=md5)
             elif isinstance(act, farewell.Notify):
                 for peer in act.peers:
                     p.notified[peer] = self.clock.time()

@@ -158,6 +158,7 @@ class ExaBGP:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+            self.proc = None  # killed on purpose: no crash to report, no backoff to serve
         self._fail_waiters()
         with contextlib.suppress(OSError):
             os.unlink(self.paths.pid)

@@ -7,10 +7,10 @@ NOTIFICATION whatever it is asked (teardown, reload, shutdown: `reactor/peer.py`
 speaker leaves in three steps, one decision per pass (`decide`, pure):
 
 1. `withdraw`: every announcement is withdrawn through the API (UPDATE withdrawals, ACKed:
-   the ToRs drop the blocks at once, graceful restart or not), and ExaBGP is reloaded with
-   graceful restart off for every neighbour. ExaBGP resets them and reconnects without the
-   capability, which also makes a ToR drop any stale route of ours left (RFC 4724, 4.2).
-   Without an API connection (or ExaBGP not running) ExaBGP is restarted that way instead.
+   the ToRs drop the blocks at once, graceful restart or not), and ExaBGP is restarted with
+   graceful restart off for every neighbour and nothing to announce (a reload keeps the old
+   capabilities of a reset neighbour). Its new OPEN lacks the capability, which also makes
+   a ToR drop any stale route of ours left (RFC 4724, 4.2), e.g. when the API was down.
 2. `notify`: each session established again after step 1 is torn down with a Cease
    NOTIFICATION, subcode 3 "peer de-configured" (RFC 4486): without graceful restart
    negotiated, ExaBGP sends it.
@@ -37,7 +37,7 @@ MIN_WAIT = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Withdraw:
-    """Withdraw everything and reload (or restart) ExaBGP with graceful restart off."""
+    """Withdraw everything and restart ExaBGP with graceful restart off."""
 
     state: NodeState
 

@@ -74,6 +74,19 @@ class ExaBGPSession:
         if refused:
             raise AdapterError("ExaBGP refused the teardown of " + ", ".join(refused))
 
+    def leave(self, state: NodeState, *, md5: str | None = None) -> None:
+        """The node left the fabric: withdraw everything through the API (when connected),
+        then restart ExaBGP with `state` (graceful restart off) and nothing to announce. A
+        reload is not enough: ExaBGP 5 keeps a reset neighbour's old capabilities when its
+        session loop consumes the reload first, and a session that negotiated graceful
+        restart is always closed without a NOTIFICATION."""
+        if self.process.alive() and self.connected():
+            self._send(frozenset())
+        if self.process.alive():
+            self.process.kill()
+        self.session_config = None
+        self.set(state, frozenset(), md5=md5)
+
     def stop(self) -> None:
         """Stop ExaBGP for good (the node left the fabric) and forget what it was given: if
         the node comes back, ExaBGP starts afresh from its configuration."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 from ipaddress import ip_network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -251,3 +253,25 @@ def test_bfd_down_error_clears_when_bfd_recovers_under_an_established_session() 
     s.set_bfd("10.1.1.1", "up")  # a BGP error is not BFD's to clear
     assert s.snapshot()[0].last_error == reason_words("hold timer expired", md5=False,
                                                                 ever_connected=True)
+
+
+def test_the_node_state_watch_wakes_on_a_rename_and_on_removal(tmp_path: Path) -> None:
+    import threading
+
+    from speaker import statewatch
+
+    path = tmp_path / "n1.json"
+    path.write_text("a")
+    woke = threading.Event()
+    stop = threading.Event()
+    statewatch.watch(str(path), woke.set, stop, period=0.01)
+    try:
+        assert not woke.wait(0.1)  # nothing changed
+        (tmp_path / "new").write_text("a")
+        os.replace(tmp_path / "new", path)  # same bytes, a new inode: the controller's rename
+        assert woke.wait(2)
+        woke.clear()
+        path.unlink()
+        assert woke.wait(2)
+    finally:
+        stop.set()
