@@ -225,3 +225,60 @@ def render_text(st: SpeakerStatus, now: float | None = None) -> str:
                  f"started {ex.get('starts', 0)}x"
                  + (f", last exit: {ex['lastExit']}" if ex.get("lastExit") else ""))
     return "\n".join(lines) + "\n"
+
+
+# -- health: what `flatroute speaker status` exits with -------------------------------------
+#: every session that should be up is, the desired generation is applied, no error
+HEALTHY = 0
+#: (the CLI's own error: no status document, or one that cannot be read)
+ERROR = 1
+#: the status is stale: the speaker is not running (or is stuck)
+NOT_RUNNING = 3
+#: traffic flows (a session is usable) but something is wrong: a session or BFD down, an
+#: error in the last pass, a generation seen but not applied, drained, leaving the fabric
+DEGRADED = 4
+#: a BGP outage: no session usable, ExaBGP not running, or nothing applied yet
+DOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    code: int
+    reasons: tuple[str, ...]
+
+    @property
+    def words(self) -> str:
+        name = {HEALTHY: "healthy", NOT_RUNNING: "not running", DEGRADED: "degraded",
+                DOWN: "down"}.get(self.code, "error")
+        return name + (": " + "; ".join(self.reasons) if self.reasons else "")
+
+
+def health(st: SpeakerStatus, now: float | None = None) -> Health:
+    """The speaker's health from its status document (pure; `now` for the staleness)."""
+    if st.is_stale(now):
+        return Health(NOT_RUNNING, (f"status not refreshed since {st.updated_at}",))
+    if st.removed:
+        if st.removed.get("state") == "left":
+            return Health(HEALTHY, ("removed from the fabric: nothing announced, as asked",))
+        return Health(DEGRADED, ("leaving the fabric: withdrawing",))
+    down: list[str] = []
+    if not st.exabgp.get("running"):
+        down.append("ExaBGP is not running"
+                    + (f" ({st.exabgp['lastExit']})" if st.exabgp.get("lastExit") else ""))
+    usable = [s for s in st.sessions if s.state == "established" and s.bfd != "down"]
+    if not usable:
+        down.append("no BGP session is up" if st.sessions else "no BGP session configured")
+    if st.generation is None:
+        down.append("no node state applied yet")
+    problems = [f"session {s.name or s.peer} ({s.peer}) {s.state}"
+                + (f": {s.lastError}" if s.lastError else "")
+                for s in st.sessions if s not in usable]
+    if down:
+        return Health(DOWN, tuple(down + problems + ([st.last_error] if st.last_error else [])))
+    if st.seen_generation is not None and st.seen_generation != st.generation:
+        problems.append(f"generation {st.seen_generation} seen, {st.generation} applied")
+    if st.drained:
+        problems.append("drained: nothing announced on purpose")
+    if st.last_error:
+        problems.append(st.last_error)
+    return Health(DEGRADED if problems else HEALTHY, tuple(problems))

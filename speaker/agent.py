@@ -53,6 +53,7 @@ from speaker.desired import DEFAULT_BPF_DIR, Desired, Options, load
 from speaker.discovery import Discovery, Ndisc, RealNdisc
 from speaker.exabgp_json import Event, Shutdown
 from speaker.exabgp_process import ExaBGP, ExaBGPProcess
+from speaker.leave import Leaver
 from speaker.metrics import Metrics
 from speaker.netlink import Kernel, KernelAdapter
 from speaker.session import ExaBGPSession
@@ -116,7 +117,7 @@ class Agent:
         self.applied_generation: str | None = None
         #: the node's tombstone, once read: it was removed from the fabric (speaker.farewell)
         self.removal: Removed | None = None
-        self.leaving = farewell.Progress()
+        self.leaver = Leaver(self.session, self.sessions, self.bfdd, self.clock, self.log)
 
     # -- events from ExaBGP (reader thread) --------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -173,7 +174,7 @@ class Agent:
         with contextlib.suppress(Exception):
             self._load()  # a tombstone published just now still counts
             passes = int(farewell.MIN_WAIT / 0.1)
-            while self.removal is not None and not self.leaving.done and passes > 0:
+            while self.removal is not None and not self.leaver.progress.done and passes > 0:
                 self.reconcile_once()
                 self.trigger.wait(0.1)
                 self.trigger.clear()
@@ -233,7 +234,7 @@ class Agent:
         if self.removal is not None:
             self.log.info("node_back_in_fabric", generation=new.generation)
             self.removal, self.static_done = None, ""
-            self.leaving.reset()
+            self.leaver.progress.reset()
         self.report.seen_generation = new.generation
         if new.state.srv6_enabled:
             try:
@@ -269,7 +270,13 @@ class Agent:
         except FlatrouteError as exc:
             errors.append(str(exc))
         errors += self._bfd(st)
-        self.sessions.never_connected(after=max(3.0, st.bgp.hold_time / 3))
+        if self.session.alive():
+            self.sessions.never_connected(after=max(3.0, st.bgp.hold_time / 3))
+        else:  # not the peers' fault: say ExaBGP's own reason, never "ok"
+            why = "ExaBGP is not running" + (f": {self.session.last_exit}"
+                                             if self.session.last_exit else "")
+            self.sessions.no_speaker(why)
+            errors.append(why)
         errors += self._kernel(st, d.datapath)
         if not errors:
             self.report.applied_at = now_iso(self.clock.time())
@@ -277,33 +284,14 @@ class Agent:
         return errors
 
     def _leave(self, removed: Removed) -> list[str]:
-        """One step of leaving the fabric (speaker.farewell): withdraw, notify, finish."""
-        applied = self.resolved.state if self.resolved is not None else None
-        p = self.leaving
-        act = farewell.decide(p, applied, self.sessions.snapshot(), now=self.clock.monotonic())
-        errors: list[str] = []
-        try:
-            if isinstance(act, farewell.Withdraw):
-                p.started_wall = self.clock.time()
-                p.deadline = self.clock.monotonic() + farewell.wait_for(act.state)
-                md5 = self.resolved.md5 if self.resolved is not None else None
-                self.log.info("withdrawing_everything", peers=len(act.state.peers))
-                self.session.leave(act.state, md5=md5)
-            elif isinstance(act, farewell.Notify):
-                for peer in act.peers:
-                    p.notified[peer] = self.clock.time()
-                self.session.teardown(list(act.peers), farewell.CEASE_DECONFIGURED)
-            elif isinstance(act, farewell.Finish):
-                errors += self._left(removed, act.why)
-        except FlatrouteError as exc:
-            errors.append(str(exc))
+        """One step of leaving the fabric (speaker.leave): withdraw, notify, finish."""
+        errors, finished = self.leaver.step(self.resolved)
+        if finished:
+            errors += self._left(removed)
         return errors
 
-    def _left(self, removed: Removed, why: str) -> list[str]:
-        """The sessions are ended: stop ExaBGP and bfdd, remove our routes and the node file."""
-        self.session.stop()
-        self.bfdd.stop()
-        self.sessions.configure({}, 0)
+    def _left(self, removed: Removed) -> list[str]:
+        """The sessions are ended: our routes, eBPF state and the CNI node file go."""
         errors = self.bpf.remove()
         if self.resolved is not None:
             more, self.report.installed = kernel_routes.sync(
@@ -311,10 +299,8 @@ class Agent:
             errors += more
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.opts.node_file_path)
-        self.leaving.done, self.leaving.finished_why = True, why
         self.applied_generation = tombstone.generation(removed)
         self.report.applied_at = now_iso(self.clock.time())
-        self.log.warning("node_left_fabric", why=why, notified=sorted(self.leaving.notified))
         return errors
 
     # -- pieces --------------------------------------------------------------------------------
@@ -344,7 +330,7 @@ class Agent:
 
     def _all_settled(self) -> bool:
         if self.removal is not None:
-            return self.leaving.done
+            return self.leaver.progress.done
         d = self.resolved
         if d is None:
             return True
@@ -442,16 +428,8 @@ class Agent:
             exabgp={"running": self.session.alive(), "starts": self.session.starts,
                     "lastExit": self.session.last_exit},
             datapath=self.datapath, capabilities=caps, bpf=self.bpf.report,
-            removed=self._removed_doc(),
+            removed=farewell.status_doc(self.removal, self.leaver.progress),
         )
-
-    def _removed_doc(self) -> dict[str, Any] | None:
-        r = self.removal
-        if r is None:
-            return None
-        return {"at": r.at, "reason": r.reason,
-                "state": "left" if self.leaving.done else "leaving",
-                "why": self.leaving.finished_why}
 
     def write_status(self) -> None:
         try:

@@ -25,8 +25,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from flatroute.nodestate import NodeState
+from flatroute.tombstone import Removed
 from speaker.sessions import Session
 
 #: Cease subcode sent to every ToR: "peer de-configured" (RFC 4486)
@@ -113,3 +115,11 @@ def decide(p: Progress, applied: NodeState | None, sessions: Sequence[Session], 
 def _went_down(s: Session, notified_at: float) -> bool:
     """Did the session close after its NOTIFICATION (ExaBGP may have reconnected since)?"""
     return s.state != "established" or (s.established_at or 0.0) > notified_at
+
+
+def status_doc(removal: Removed | None, p: Progress) -> dict[str, Any] | None:
+    """The status document's `removed` member."""
+    if removal is None:
+        return None
+    return {"at": removal.at, "reason": removal.reason,
+            "state": "left" if p.done else "leaving", "why": p.finished_why}

@@ -174,6 +174,13 @@ class Sessions:
                     s.last_error = ("MD5 mismatch or peer unreachable" if s.md5
                                     else "peer unreachable: no TCP connection")
 
+    def no_speaker(self, why: str) -> None:
+        """ExaBGP is not running: no session can be up, and none is to blame for it."""
+        with self._lock:
+            for s in self._by_peer.values():
+                if s.state != "established":
+                    s.last_error = why
+
     def set_bfd(self, peer: str, state: str | None) -> bool:
         with self._lock:
             s = self._by_peer.get(peer)

@@ -125,12 +125,16 @@ class FakeExaBGP:
         self.reloads: list[str] = []
         self.kills = 0
         self.refuse: set[str] = set()  # commands answered with `error`
+        self.crashed: str | None = None  # set: it exits at every start, with this reason
 
     def alive(self) -> bool:
         return self.running
 
     def supervise(self, config: Callable[[], str], env: str) -> bool:  # noqa: ARG002
         if self.running:
+            return False
+        if self.crashed is not None:  # as if it started and exited at once (backing off)
+            self.last_exit = self.crashed
             return False
         self.config = config()
         self.running = True
