@@ -44,6 +44,7 @@ from speaker import (
     linkwatch,
     node_settings,
     statewatch,
+    tcpprobe,
 )
 from speaker.bfd import BfdAdapter, Bfdd
 from speaker.bpf_reconcile import BpfAdapter, BpfSync, list_links, real_bpf
@@ -58,6 +59,7 @@ from speaker.metrics import Metrics
 from speaker.netlink import Kernel, KernelAdapter
 from speaker.session import ExaBGPSession
 from speaker.sessions import Session, Sessions
+from speaker.tcpprobe import TcpProbe
 
 __all__ = ["Agent", "BpfAdapter", "Desired", "Options", "agent_from_args", "load"]
 
@@ -89,7 +91,8 @@ class Agent:
                  bpf: Callable[[str], BpfAdapter] | None = None,
                  exabgp: ExaBGPFactory | None = None, bfdd: BfdAdapter | None = None,
                  ndisc: Ndisc | None = None, clock: Clock | None = None,
-                 links: Callable[[], list[str]] = list_links) -> None:
+                 links: Callable[[], list[str]] = list_links,
+                 tcp_probe: TcpProbe = tcpprobe.probe) -> None:
         self.opts = opts
         self.log = get_logger(node=opts.node)
         self.clock: Clock = clock or SystemClock()
@@ -104,6 +107,7 @@ class Agent:
         self.desired: Desired | None = None
         #: `desired` with unnumbered peers resolved to link-local sessions: what is applied
         self.resolved: Desired | None = None
+        self.probes = tcpprobe.Probes(tcp_probe)
         self.discovery = Discovery(ndisc or RealNdisc(), self.kernel, self.log)
         self.report = _Report()
         pipename = "flatroute-" + hashlib.sha256(opts.run_dir.encode()).hexdigest()[:10]
@@ -271,7 +275,13 @@ class Agent:
             errors.append(str(exc))
         errors += self._bfd(st)
         if self.session.alive():
-            self.sessions.never_connected(after=max(3.0, st.bgp.hold_time / 3))
+            after = max(3.0, st.bgp.hold_time / 3)
+            local = {str(p.address): str(p.local_address) if p.local_address else None
+                     for p in st.peers}
+            found = self.probes.results([(peer, local.get(peer)) for peer in
+                                         self.sessions.unconnected(after)],
+                                        self.clock.monotonic())
+            self.sessions.never_connected(after, found)
         else:  # not the peers' fault: say ExaBGP's own reason, never "ok"
             why = "ExaBGP is not running" + (f": {self.session.last_exit}"
                                              if self.session.last_exit else "")

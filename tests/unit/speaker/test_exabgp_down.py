@@ -3,6 +3,7 @@ never claims a good pass; paths become absolute at the CLI edge."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,20 @@ def test_relative_directories_become_absolute_at_the_edge(
         assert getattr(args, name) == str(tmp_path / getattr(args, name).rsplit("/", 1)[1])
     st = build_parser().parse_args(["speaker", "status", "--node", "n1", "--state-dir", "s"])
     assert st.state_dir == str(tmp_path / "s")
+
+
+def test_a_tor_whose_bgp_is_not_running_is_named_so_not_md5(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.write(spec(bgp={**spec()["bgp"], "md5": {"file": "md5"}}))
+    (tmp_path / "md5").write_text("secret")
+    h.agent.opts = dataclasses.replace(h.agent.opts, config_dir=str(tmp_path))
+    h.tcp = {"10.1.1.1": "refused"}
+    h.once()
+    st = h.once(advance=10)
+    errors = {s.peer: s.lastError for s in st.sessions}
+    assert errors["10.1.1.1"] is not None and errors["10.1.1.1"].startswith(
+        "connection refused: nothing listens")
+    assert errors["10.1.2.1"] is not None and errors["10.1.2.1"].startswith("MD5 mismatch")
+    assert h.probed[-1] == [("10.1.1.1", "10.1.1.11"), ("10.1.2.1", "10.1.2.11")]
+    h.once(advance=1)
+    assert len(h.probed) == 1  # not again within 10 s

@@ -160,6 +160,75 @@ def test_reason_words() -> None:
     assert "hold timer" in reason_words("Hold timer expired", md5=False, ever_connected=True)
 
 
+
+@pytest.mark.parametrize(("reason", "words"), [
+    # what ExaBGP 5 really says (reactor/peer.py), and what a person reads
+    ("closing connection", "the peer closed the TCP connection"),
+    ("notification received (6,2)",
+     "NOTIFICATION from the peer: administrative shutdown by the peer (code 6, subcode 2)"),
+    ("notification received (2,2)", "peer AS mismatch (bad peer AS) (code 2, subcode 2)"),
+    ("notification received (6,9)", "hard reset by the peer (code 6, subcode 9)"),
+    ("notification sent (4,0)", "hold timer expired: the peer stopped answering"),
+    ("notification sent (6,3)", "NOTIFICATION sent to the peer: peer de-configured us"),
+    ("notification received (9,9)", "notification 9/9 (code 9, subcode 9)"),
+    ("connection received before we could fully establish one (x)", "connection collision"),
+    ("Connection refused", "connection refused: nothing listens on the peer's BGP port"),
+    ("", "session went down"),
+    ("something new", "session went down (something new)"),
+])
+def test_every_close_cause_in_plain_words(reason: str, words: str) -> None:
+    got = reason_words(reason, md5=False, ever_connected=True)
+    assert words in got and "closing connection" not in got, got
+
+
+def test_a_session_that_never_connected_says_what_a_connect_found() -> None:
+    from speaker.sessions import unreached_words
+
+    assert unreached_words("refused", md5=True).startswith("connection refused")
+    assert unreached_words("unreachable", md5=False) == "peer unreachable: no route to it"
+    assert unreached_words("timeout", md5=True).startswith("MD5 mismatch or peer unreachable")
+    assert unreached_words(None, md5=False) == "peer unreachable: no TCP connection"
+
+
+def test_the_tcp_probe_against_real_sockets_on_loopback() -> None:
+    import socket
+
+    from speaker import tcpprobe
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(1)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, not listening: the kernel answers RST
+    try:
+        found = {}
+        for port, name in ((listening.getsockname()[1], "open"),
+                           (closed.getsockname()[1], "refused")):
+            found[name] = tcpprobe.probe([("127.0.0.1", "127.0.0.1")], port=port)
+        assert found == {"open": {"127.0.0.1": "open"}, "refused": {"127.0.0.1": "refused"}}
+        assert tcpprobe.probe([("fe80::1", None)]) == {}  # link-local: left to discovery
+    finally:
+        listening.close()
+        closed.close()
+
+
+def test_probes_are_rate_limited() -> None:
+    from speaker.tcpprobe import Probes
+
+    calls: list[object] = []
+
+    def fn(targets: object) -> dict[str, str]:
+        calls.append(targets)
+        return {"10.1.1.1": "refused"}
+
+    p = Probes(fn, every=10)
+    assert p.results([("10.1.1.1", None)], 0.0) == {"10.1.1.1": "refused"}
+    assert p.results([("10.1.1.1", None)], 5.0) == {"10.1.1.1": "refused"}
+    assert len(calls) == 1
+    p.results([("10.1.1.1", None)], 11.0)
+    assert len(calls) == 2
+
+
 def r(dst: str, *gws: str, kind: str = "learned") -> Route:
     return Route(ip_network(dst), tuple(Nexthop(g, "tor1") for g in gws), kind=kind)
 
