@@ -238,6 +238,10 @@ class Uplink:
     tor: str
     ipv4: IPv4Address | None = None
     ipv6: IPv6Address | None = None
+    #: the prefix length when the address was written with one (`10.0.1.11/24`): it must be
+    #: the ToR's peering subnet's (checked with the rack); not part of the value
+    ipv4_len: int | None = field(default=None, compare=False)
+    ipv6_len: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

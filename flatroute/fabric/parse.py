@@ -364,8 +364,10 @@ class FabricParser:
         for tor, addrs in (ups or {}).items():
             up = f"{p}.uplinks.{tor}"
             am = r.mapping(addrs if addrs is not None else {}, up, {"ipv4", "ipv6"})
-            uplinks.append(Uplink(str(tor), r.get(am, "ipv4", up, r.ipv4),
-                                  r.get(am, "ipv6", up, r.ipv6)))
+            v4 = r.get(am, "ipv4", up, r.host4)
+            v6 = r.get(am, "ipv6", up, r.host6)
+            uplinks.append(Uplink(str(tor), v4[0] if v4 else None, v6[0] if v6 else None,
+                                  v4[1] if v4 else None, v6[1] if v6 else None))
         asn = r.get(m, "asn", p, r.asn)
         blocks = r.mapping(m.get("podBlocks", {}) if m else None, f"{p}.podBlocks",
                            {"ipv4", "ipv6"})

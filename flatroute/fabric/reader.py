@@ -133,6 +133,22 @@ class Reader:
     def ipv6(self, value: Any, path: str) -> ipaddress.IPv6Address | None:
         return self._ip(value, path, ipaddress.IPv6Address, "an IPv6 address")
 
+    def host4(self, value: Any, path: str) -> tuple[ipaddress.IPv4Address, int | None] | None:
+        """A host address, bare (`10.0.1.11`) or with its subnet's length (`10.0.1.11/24`,
+        as node states carry it): (address, length or None)."""
+        return self._host(value, path, ipaddress.IPv4Interface, "an IPv4 address "
+                          "(10.0.1.11, or 10.0.1.11/24 with the ToR subnet's length)")
+
+    def host6(self, value: Any, path: str) -> tuple[ipaddress.IPv6Address, int | None] | None:
+        return self._host(value, path, ipaddress.IPv6Interface, "an IPv6 address "
+                          "(fd00:1::11, or fd00:1::11/64 with the ToR subnet's length)")
+
+    def _host(self, value: Any, path: str, kind: Callable[[str], Any], what: str) -> Any:
+        iface = self._ip(value, path, kind, what)
+        if iface is None:
+            return None
+        return iface.ip, (iface.network.prefixlen if "/" in str(value) else None)
+
     def net4(self, value: Any, path: str) -> ipaddress.IPv4Network | None:
         return self._ip(value, path, ipaddress.IPv4Network, "an IPv4 network with host bits zero")
 
