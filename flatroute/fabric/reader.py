@@ -136,18 +136,14 @@ class Reader:
     def host4(self, value: Any, path: str) -> tuple[ipaddress.IPv4Address, int | None] | None:
         """A host address, bare (`10.0.1.11`) or with its subnet's length (`10.0.1.11/24`,
         as node states carry it): (address, length or None)."""
-        return self._host(value, path, ipaddress.IPv4Interface, "an IPv4 address "
-                          "(10.0.1.11, or 10.0.1.11/24 with the ToR subnet's length)")
+        iface = self._ip(value, path, ipaddress.IPv4Interface, "an IPv4 address "
+                         "(10.0.1.11, or 10.0.1.11/24 with the ToR subnet's length)")
+        return None if iface is None else (iface.ip, _length(iface, value))
 
     def host6(self, value: Any, path: str) -> tuple[ipaddress.IPv6Address, int | None] | None:
-        return self._host(value, path, ipaddress.IPv6Interface, "an IPv6 address "
-                          "(fd00:1::11, or fd00:1::11/64 with the ToR subnet's length)")
-
-    def _host(self, value: Any, path: str, kind: Callable[[str], Any], what: str) -> Any:
-        iface = self._ip(value, path, kind, what)
-        if iface is None:
-            return None
-        return iface.ip, (iface.network.prefixlen if "/" in str(value) else None)
+        iface = self._ip(value, path, ipaddress.IPv6Interface, "an IPv6 address "
+                         "(fd00:1::11, or fd00:1::11/64 with the ToR subnet's length)")
+        return None if iface is None else (iface.ip, _length(iface, value))
 
     def net4(self, value: Any, path: str) -> ipaddress.IPv4Network | None:
         return self._ip(value, path, ipaddress.IPv4Network, "an IPv4 network with host bits zero")
@@ -181,3 +177,8 @@ class Reader:
             return tuple(out)
 
         return read
+
+
+def _length(iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface, text: Any) -> int | None:
+    """The prefix length written after the address, or None when it was bare."""
+    return iface.network.prefixlen if "/" in str(text) else None
