@@ -177,7 +177,7 @@ class Agent:
         A removed node (its tombstone published) first finishes leaving the fabric."""
         with contextlib.suppress(Exception):
             self._load()  # a tombstone published just now still counts
-            passes = int(farewell.MIN_WAIT / 0.1)
+            passes = farewell.STOP_PASSES  # the farewell's own deadline ends it sooner
             while self.removal is not None and not self.leaver.progress.done and passes > 0:
                 self.reconcile_once()
                 self.trigger.wait(0.1)

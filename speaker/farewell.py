@@ -34,7 +34,10 @@ from speaker.sessions import Session
 #: Cease subcode sent to every ToR: "peer de-configured" (RFC 4486)
 CEASE_DECONFIGURED = 3
 #: at least this long for the sessions to come back without graceful restart and be notified
+#: (a ToR that was just sent a Cease may wait a few seconds before it accepts us again)
 MIN_WAIT = 10.0
+#: SIGTERM on a leaving node: at most this many passes (0.1 s apart, or sooner on an event)
+STOP_PASSES = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +88,7 @@ def farewell_state(st: NodeState) -> NodeState:
 
 def wait_for(st: NodeState) -> float:
     """How long the sessions get to come back and be notified before the speaker gives up."""
-    return max(MIN_WAIT, float(st.bgp.hold_time))
+    return max(MIN_WAIT, 2.0 * st.bgp.hold_time)
 
 
 def decide(p: Progress, applied: NodeState | None, sessions: Sequence[Session], *,
