@@ -33,7 +33,7 @@ from flatroute.fabric.naming import is_pod_veth
 from flatroute.files import write_atomic
 from flatroute.logging import get_logger
 from flatroute.nodestate import NodeState
-from flatroute.speaker_status import SessionStatus, SpeakerStatus, now_iso
+from flatroute.speaker_status import SpeakerStatus, now_iso
 from flatroute.tombstone import Removed
 from speaker import (
     announce,
@@ -43,14 +43,15 @@ from speaker import (
     kernel_routes,
     linkwatch,
     node_settings,
+    report,
     statewatch,
-    tcpprobe,
 )
 from speaker.bfd import BfdAdapter, Bfdd
 from speaker.bpf_reconcile import BpfAdapter, BpfSync, list_links, real_bpf
 from speaker.capabilities import DatapathUnavailable, choose_datapath, needed_missing
 from speaker.clock import Clock, SystemClock
 from speaker.desired import DEFAULT_BPF_DIR, Desired, Options, load
+from speaker.diagnose import Diagnose
 from speaker.discovery import Discovery, Ndisc, RealNdisc
 from speaker.exabgp_json import Event, Shutdown
 from speaker.exabgp_process import ExaBGP, ExaBGPProcess
@@ -59,7 +60,7 @@ from speaker.metrics import Metrics
 from speaker.netlink import Kernel, KernelAdapter
 from speaker.session import ExaBGPSession
 from speaker.sessions import Session, Sessions
-from speaker.tcpprobe import TcpProbe
+from speaker.tcpprobe import TcpProbe, probe
 
 __all__ = ["Agent", "BpfAdapter", "Desired", "Options", "agent_from_args", "load"]
 
@@ -92,7 +93,7 @@ class Agent:
                  exabgp: ExaBGPFactory | None = None, bfdd: BfdAdapter | None = None,
                  ndisc: Ndisc | None = None, clock: Clock | None = None,
                  links: Callable[[], list[str]] = list_links,
-                 tcp_probe: TcpProbe = tcpprobe.probe) -> None:
+                 tcp_probe: TcpProbe = probe) -> None:
         self.opts = opts
         self.log = get_logger(node=opts.node)
         self.clock: Clock = clock or SystemClock()
@@ -107,7 +108,7 @@ class Agent:
         self.desired: Desired | None = None
         #: `desired` with unnumbered peers resolved to link-local sessions: what is applied
         self.resolved: Desired | None = None
-        self.probes = tcpprobe.Probes(tcp_probe)
+        self.diagnose = Diagnose(self.sessions, tcp_probe)
         self.discovery = Discovery(ndisc or RealNdisc(), self.kernel, self.log)
         self.report = _Report()
         pipename = "flatroute-" + hashlib.sha256(opts.run_dir.encode()).hexdigest()[:10]
@@ -177,12 +178,8 @@ class Agent:
         A removed node (its tombstone published) first finishes leaving the fabric."""
         with contextlib.suppress(Exception):
             self._load()  # a tombstone published just now still counts
-            passes = farewell.STOP_PASSES  # the farewell's own deadline ends it sooner
-            while self.removal is not None and not self.leaver.progress.done and passes > 0:
-                self.reconcile_once()
-                self.trigger.wait(0.1)
-                self.trigger.clear()
-                passes -= 1
+            if self.removal is not None:
+                self.leaver.finish(self.reconcile_once, self.trigger)
         self.session.close()
         self.log.info("speaker_stopped", kernel_routes="kept", bgp="graceful restart")
         with contextlib.suppress(Exception):
@@ -274,19 +271,9 @@ class Agent:
         except FlatrouteError as exc:
             errors.append(str(exc))
         errors += self._bfd(st)
-        if self.session.alive():
-            after = max(3.0, st.bgp.hold_time / 3)
-            local = {str(p.address): str(p.local_address) if p.local_address else None
-                     for p in st.peers}
-            found = self.probes.results([(peer, local.get(peer)) for peer in
-                                         self.sessions.unconnected(after)],
-                                        self.clock.monotonic())
-            self.sessions.never_connected(after, found)
-        else:  # not the peers' fault: say ExaBGP's own reason, never "ok"
-            why = "ExaBGP is not running" + (f": {self.session.last_exit}"
-                                             if self.session.last_exit else "")
-            self.sessions.no_speaker(why)
-            errors.append(why)
+        errors += self.diagnose.explain(st, alive=self.session.alive(),
+                                        last_exit=self.session.last_exit,
+                                        now=self.clock.monotonic())
         errors += self._kernel(st, d.datapath)
         if not errors:
             self.report.applied_at = now_iso(self.clock.time())
@@ -388,27 +375,6 @@ class Agent:
             self.metrics.datapath.labels(node, name).set(1 if datapath == name else 0)
 
     # -- status ------------------------------------------------------------------------------
-    def _session_statuses(self, now: float) -> list[SessionStatus]:
-        sent: dict[str, int] = {}
-        for a in self.session.applied:
-            sent[a.peer] = sent.get(a.peer, 0) + 1
-        sessions = []
-        for s in sorted(self.sessions.snapshot(), key=lambda x: x.peer):
-            up = s.state == "established" and s.established_at is not None
-            n_sent = sent.get(s.peer, 0) if s.state == "established" else 0
-            sessions.append(SessionStatus(
-                s.peer, s.name, s.state, round(now - s.established_at, 1)
-                if up and s.established_at else None, s.last_error, n_sent, len(s.received),
-                s.bfd, s.flaps))
-            labels = (self.opts.node, s.peer, s.name)
-            self.metrics.session_up.labels(*labels).set(1 if s.state == "established" else 0)
-            self.metrics.prefixes_sent.labels(*labels).set(n_sent)
-            self.metrics.prefixes_received.labels(*labels).set(len(s.received))
-            self.metrics.session_flaps.labels(*labels).set(s.flaps)
-            if s.bfd is not None:
-                self.metrics.bfd_up.labels(*labels).set(1 if s.bfd == "up" else 0)
-        return sessions
-
     def _missing(self) -> tuple[str, ...]:
         """Kernel features missing that the applied node state needs (the whole probe is in
         `capabilities`): a fabric without SRv6 is never told it lacks VRF."""
@@ -418,7 +384,8 @@ class Agent:
 
     def status(self) -> SpeakerStatus:
         now = self.clock.time()
-        sessions = self._session_statuses(now)
+        sessions = report.session_statuses(self.sessions.snapshot(), self.session.applied,
+                                           now, self.metrics, self.opts.node)
         self.metrics.exabgp_starts.labels(self.opts.node).set(self.session.starts)
         announced = tuple(sorted({a.prefix for a in self.session.applied}))
         feats: tuple[str, ...] = ()

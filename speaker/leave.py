@@ -3,6 +3,8 @@ session, the session table and bfdd (see speaker/farewell.py for the steps and w
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from flatroute.errors import FlatrouteError
@@ -45,6 +47,16 @@ class Leaver:
         except FlatrouteError as exc:
             return [str(exc)], False
         return [], False
+
+    def finish(self, reconcile: Callable[[], None], wake: threading.Event) -> None:
+        """SIGTERM on a leaving node: run passes (woken by events, else every 0.1 s) until it
+        has left; the farewell's own deadline ends it, `STOP_PASSES` bounds it."""
+        for _ in range(farewell.STOP_PASSES):
+            if self.progress.done:
+                return
+            reconcile()
+            wake.wait(0.1)
+            wake.clear()
 
     def _finish(self, why: str) -> None:
         self.session.stop()
