@@ -51,6 +51,8 @@ class PeerSpec:
     families: tuple[Family, ...]
     ipv6_next_hop: IPv6Address | None = None
     interface: str | None = None
+    #: BFD on this session (timers: `BgpSpec`); a peer without BFD is judged by BGP alone
+    bfd: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ class BgpSpec:
     md5_file: str | None
     md5_kubernetes: tuple[str, str] | None
     communities: tuple[str, ...]
-    bfd: bool
+    bfd: bool  # some peer has BFD: the timers below are in force
     bfd_min_rx_ms: int = BFD_MIN_RX_MS
     bfd_min_tx_ms: int = BFD_MIN_TX_MS
     bfd_multiplier: int = BFD_MULTIPLIER
@@ -131,10 +133,11 @@ def from_plan(plan: Plan, node: NodePlan) -> NodeState:
         role=node.role.value, asn=node.asn or 0,
         router_id=node.router_id or IPv4Address(0),
         bgp=BgpSpec(b.hold_time, b.keepalive, b.graceful_restart, md5_file, md5_k8s,
-                    b.communities, b.bfd, b.bfd_min_rx_ms, b.bfd_min_tx_ms, b.bfd_multiplier),
+                    b.communities, any(p.bfd for p in node.peers), b.bfd_min_rx_ms,
+                    b.bfd_min_tx_ms, b.bfd_multiplier),
         uplinks=tuple(UplinkSpec(u.tor, u.ipv4, u.ipv6, u.unnumbered) for u in node.uplinks),
         peers=tuple(PeerSpec(p.tor, p.asn, p.address, p.local_address, p.families,
-                             p.ipv6_next_hop) for p in node.peers),
+                             p.ipv6_next_hop, bfd=p.bfd) for p in node.peers),
         ipv4_blocks=node.ipv4_blocks, ipv6_blocks=node.ipv6_blocks, mtu=plan.mtu,
         srv6_enabled=plan.srv6.enabled, encap_mode=plan.srv6.encap_mode.value,
         locator=node.locator,
@@ -169,7 +172,8 @@ def spec_doc(st: NodeState) -> dict[str, Any]:
                      "unnumbered": u.unnumbered} for u in st.uplinks],
         "peers": [{"name": p.name, "asn": p.asn, "address": _s(p.address),
                    "localAddress": _s(p.local_address), "families": [f.value for f in p.families],
-                   "ipv6NextHop": _s(p.ipv6_next_hop), "interface": p.interface}
+                   "ipv6NextHop": _s(p.ipv6_next_hop), "interface": p.interface,
+                   "bfd": p.bfd}
                   for p in st.peers],
         "podBlocks": {"ipv4": [str(x) for x in st.ipv4_blocks],
                       "ipv6": [str(x) for x in st.ipv6_blocks]},
@@ -253,8 +257,9 @@ class _NodeStateReader:
         bgp = self._bgp(m.get("bgp"))
         uplinks = tuple(u for up, item in r.items(m.get("uplinks"), f"{p}.uplinks")
                         if (u := self._uplink(item, up)) is not None)
+        bfd_default = bgp.bfd if bgp is not None else False  # documents without peers[].bfd
         peers = tuple(x for pp, item in r.items(m.get("peers"), f"{p}.peers")
-                      if (x := self._peer(item, pp)) is not None)
+                      if (x := self._peer(item, pp, bfd_default)) is not None)
         blocks = r.mapping(m.get("podBlocks") or {}, f"{p}.podBlocks", None)
         b4 = r.get(blocks, "ipv4", f"{p}.podBlocks", r.net_list(r.net4)) or ()
         b6 = r.get(blocks, "ipv6", f"{p}.podBlocks", r.net_list(r.net6)) or ()
@@ -318,7 +323,7 @@ class _NodeStateReader:
             return None
         return UplinkSpec(tor, v4, v6, bool(unnumbered))
 
-    def _peer(self, raw: Any, p: str) -> PeerSpec | None:
+    def _peer(self, raw: Any, p: str, bfd_default: bool) -> PeerSpec | None:
         r = self.r
         m = r.mapping(raw, p, None)
         name = r.get(m, "name", p, r.string, required=True)
@@ -328,10 +333,11 @@ class _NodeStateReader:
         families = r.get(m, "families", p, r.net_list(r.choice([f.value for f in Family])))
         next_hop = r.get(m, "ipv6NextHop", p, r.ipv6)
         interface = r.get(m, "interface", p, r.string)
+        bfd = r.get(m, "bfd", p, r.boolean, default=bfd_default)
         if name is None or asn is None:
             return None
         return PeerSpec(name, asn, address, local, tuple(Family(f) for f in families or ()),
-                        next_hop, interface)
+                        next_hop, interface, bool(bfd))
 
     def _ip(self, value: Any, path: str) -> Address | None:
         if not isinstance(value, str):

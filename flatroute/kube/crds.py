@@ -95,6 +95,8 @@ def _router(peering: bool) -> S:
             {"mode": _str("subnet (default) or unnumbered", enum=["subnet", "unnumbered"]),
              "ipv4": {**IFACE, "description": "ToR address/len of the server subnet"},
              "ipv6": {**IFACE, "description": "ToR address/len of the server subnet"}})
+        props["bfd"] = _bool("BFD on this ToR's sessions (default: the rack's, else "
+                             "spec.bgp.bfd.enabled)")
     return _obj("a router of the network team", props, ["name", "asn", "routerId"])
 
 
@@ -222,6 +224,7 @@ def rack_peering_spec() -> S:
     return _obj("one rack: its site and its ToRs (metadata.name is the rack name)", {
         "site": {**NAME, "description": "the FabricConfig site this rack belongs to"},
         "tors": _list("one or two ToRs", _router(True), 2, minItems=1),
+        "bfd": _bool("BFD on the rack's ToRs (default: spec.bgp.bfd.enabled)"),
     }, ["site", "tors"])
 
 
@@ -233,6 +236,7 @@ def node_state_spec() -> S:
         "localAddress": _str("our address", maxLength=45),
         "families": _list("address families", _str("", enum=["ipv4", "ipv6"]), 2),
         "ipv6NextHop": IPV6, "interface": _str("for unnumbered peers", maxLength=15),
+        "bfd": _bool("BFD on this session (absent: as bgp.bfd)"),
     }, ["name", "asn"])
     return _obj("desired state, written by the controller only", {
         "node": _str("the node"), "fabric": _str("the FabricConfig"), "site": _str("site"),

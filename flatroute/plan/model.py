@@ -75,6 +75,8 @@ class PeerPlan:
     families: tuple[Family, ...]
     #: IPv6 next hop to send with IPv4 routes on an IPv6 session (RFC 8950)
     ipv6_next_hop: IPv6Address | None = None
+    #: BFD on this session (the ToR's, its rack's or the fabric's choice: `Fabric.bfd_on`)
+    bfd: bool = False
 
     @property
     def key(self) -> str:

@@ -113,13 +113,13 @@ def junos_conf(view: RouterView) -> str:
     return "\n".join(t.lines) + "\n"
 
 
-def _group_common(t: _Tree, view: RouterView) -> None:
+def _group_common(t: _Tree, view: RouterView, on: bool) -> None:
     t.stmt("type external")
     t.block("multipath")
     t.stmt("multiple-as")
     t.end()
     bfd = view.bgp.bfd
-    if bfd.enabled:
+    if on:
         t.block("bfd-liveness-detection")
         t.stmt(f"minimum-receive-interval {bfd.min_rx_ms}")
         t.stmt(f"multiplier {bfd.multiplier}")
@@ -144,7 +144,7 @@ def _bgp(t: _Tree, view: RouterView) -> None:
         t.end()
     if view.sessions:
         t.block("group FR-NODES")
-        _group_common(t, view)
+        _group_common(t, view, view.node_bfd)
         if view.md5 is not None:
             t.stmt(f'authentication-key "{view.md5}"')
         t.stmt(f"export {_chain(DEFAULT_V4, DEFAULT_V6, REJECT)}")
@@ -173,7 +173,7 @@ def _bgp(t: _Tree, view: RouterView) -> None:
     for g, links in groups.items():
         lk = links[0]
         t.block(f"group {g}")
-        _group_common(t, view)
+        _group_common(t, view, lk.bfd)
         for fam in lk.families:
             t.block(f"family {'inet' if fam is Family.IPV4 else 'inet6'}")
             if fam is Family.IPV4:

@@ -72,7 +72,7 @@ def config_db(view: RouterView) -> str:
     bfd_note = (f"BFD timers rx {bgp.bfd.min_rx_ms} ms, tx {bgp.bfd.min_tx_ms} ms, multiplier "
                 f"{bgp.bfd.multiplier}: CONFIG_DB enables BFD per neighbour only; set these "
                 "timers on the switch (or use the split-mode .frr.conf, which has them)",)
-    extra = bfd_note if bgp.bfd.enabled else ()
+    extra = bfd_note if view.uses_bfd else ()
     put("FLATROUTE_RENDER", "header", lines=header_lines(view, NAME, extra))
     put("DEVICE_METADATA", "localhost", hostname=r.name, bgp_asn=str(r.asn),
         docker_routing_config_mode="unified", frr_mgmt_framework_config="true")
@@ -116,7 +116,7 @@ def config_db(view: RouterView) -> str:
     for lk in view.links:
         put("BGP_NEIGHBOR", f"{VRF}|{lk.interface}", asn=str(lk.asn),
             name=f"{lk.role.value} {lk.neighbor}", admin_status="up",
-            bfd="true" if bgp.bfd.enabled else None, capability_ext_nexthop="true")
+            bfd="true" if lk.bfd else None, capability_ext_nexthop="true")
         for fam in lk.families:
             imp, exp = ((lk.import_v4, lk.export_v4) if fam is Family.IPV4
                         else (lk.import_v6, lk.export_v6))
@@ -129,7 +129,7 @@ def _nodes(view: RouterView, put: Any) -> None:
     bgp = view.bgp
     grouped = view.peer_group
     shared: dict[str, Any] = {
-        "auth_password": view.md5, "bfd": "true" if bgp.bfd.enabled else None}
+        "auth_password": view.md5, "bfd": "true" if view.node_bfd else None}
 
     def af_shared(fam: Family) -> dict[str, Any]:
         return {"admin_status": "true", "send_default_route": "true",
