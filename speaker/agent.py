@@ -46,7 +46,7 @@ from speaker.exabgp_process import ExaBGP, ExaBGPProcess
 from speaker.metrics import Metrics
 from speaker.netlink import Kernel, KernelAdapter
 from speaker.session import ExaBGPSession
-from speaker.sessions import Session, Sessions
+from speaker.sessions import BFD_OFF, Session, Sessions
 
 __all__ = ["Agent", "BpfAdapter", "Desired", "Options", "agent_from_args", "load"]
 
@@ -101,6 +101,7 @@ class Agent:
         self.session = ExaBGPSession(process, self.paths, log=self.log,
                                      on_restart=self._on_exabgp_restart)
         self.bfdd: BfdAdapter = bfdd or Bfdd(opts.run_dir, self.log)
+        self.bfdd.subscribe(self._on_bfd)
         self.hold = grace.RestartHold(self.clock.monotonic())
         self.static_done = ""  # generation whose static parts (sysctls, files) were applied
         self.applied_generation: str | None = None
@@ -116,6 +117,12 @@ class Agent:
     def _on_link(self, name: str) -> None:
         """A pod's host veth appeared: on the eBPF datapath, attach to it now, not next pass."""
         if self.datapath == "bpf" and is_pod_veth(name):
+            self.trigger.set()
+
+    def _on_bfd(self, peer: str, state: str) -> None:
+        """bfdd saw a peer change state (its event thread): the kernel follows in this pass."""
+        if self.sessions.set_bfd(peer, state):
+            self.log.info("bfd_state", peer=peer, state=state, via="event")
             self.trigger.set()
 
     def _on_exabgp_restart(self) -> None:
@@ -244,11 +251,14 @@ class Agent:
         return {s.peer: s for s in self.sessions.snapshot()}
 
     def _bfd(self, st: NodeState) -> list[str]:
-        if not st.bgp.bfd:
+        """BFD for the peers that run it; the others are judged by BGP alone ("off")."""
+        wanted = [str(p.address) for p in st.peers if p.bfd and p.address is not None]
+        for p in st.peers:
+            if not p.bfd:
+                self.sessions.set_bfd(str(p.address), BFD_OFF)
+        if not wanted:
             if self.bfdd.pid is not None:
                 self.bfdd.stop()
-            for p in st.peers:
-                self.sessions.set_bfd(str(p.address), None)
             return []
         if not self.bfdd.available():
             return ["BFD is configured but FRR bfdd/vtysh are not installed"]
@@ -256,7 +266,7 @@ class Agent:
             self.bfdd.start(st)
         except AdapterError as exc:
             return [str(exc)]
-        for peer, state in self.bfdd.poll(str(p.address) for p in st.peers).items():
+        for peer, state in self.bfdd.poll(wanted).items():
             if self.sessions.set_bfd(peer, state):
                 self.log.info("bfd_state", peer=peer, state=state)
         return [self.bfdd.error] if self.bfdd.error else []

@@ -126,7 +126,8 @@ class _Memo:
             rack = self.racks[rack_name]
             site = self.sites[rack.site]
             key = (rack, site.name, site.ipv4_pools, site.ipv6_pools, site.locator_block,
-                   f.asn, f.pods, f.bgp.ipv4_over_ipv6, f.bgp.bfd.enabled, f.srv6.enabled, f.srv6.scope,
+                   f.asn, f.pods, f.bgp.ipv4_over_ipv6, f.bgp.bfd.enabled, f.srv6.enabled,
+                   f.srv6.scope,
                    f.srv6.decap_ipv4, f.srv6.decap_ipv6, f.srv6.locator_length,
                    f.srv6.datapath, self.rack_asns.get(rack_name))
             self._rack_keys[rack_name] = key

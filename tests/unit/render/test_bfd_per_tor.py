@@ -37,14 +37,16 @@ def test_tor_then_rack_then_fabric_decides() -> None:
                                       "spine1")} == {
         "r1-leaf1": False, "r1-leaf2": False, "r2-leaf1": True, "r2-leaf2": False,
         "spine1": True}
+    tor = "            - name: r1-leaf2\n"
     off = _fabric(BASE.replace("bfd: {enabled: true,", "bfd: {enabled: false,").replace(
-        "            - name: r1-leaf2\n", "            - name: r1-leaf2\n              bfd: true\n"))
+        tor, tor + "              bfd: true\n"))
     assert off.bfd_on("r1-leaf2") and not off.bfd_on("r1-leaf1")
 
 
 def test_a_bfd_choice_must_be_a_boolean() -> None:
     with pytest.raises(InvalidInput) as exc:
-        _fabric(BASE.replace("        - name: r1\n", "        - name: r1\n          bfd: yes-please\n"))
+        _fabric(BASE.replace("        - name: r1\n",
+                             "        - name: r1\n          bfd: yes-please\n"))
     assert "spec.sites[0].racks[0].bfd" in str(exc.value)
 
 

@@ -170,15 +170,27 @@ class FakeBfdd:
         self.error: str | None = None
         self.states: dict[str, str] = {}
         self.started: list[NodeState] = []
+        self.on_change: Callable[[str, str], None] | None = None
+        self.polls = 0
 
     def available(self) -> bool:
         return True
+
+    def subscribe(self, on_change: Callable[[str, str], None]) -> None:
+        self.on_change = on_change
+
+    def event(self, peer: str, state: str) -> None:
+        """bfdd's notification: the state changes and the agent hears of it at once."""
+        self.states[peer] = state
+        assert self.on_change is not None
+        self.on_change(peer, state)
 
     def start(self, state: NodeState) -> None:
         self.pid = 4242
         self.started.append(state)
 
     def poll(self, peers: Iterable[str]) -> dict[str, str | None]:
+        self.polls += 1
         return {p: self.states.get(p, "up") for p in peers}
 
     def stop(self) -> None:

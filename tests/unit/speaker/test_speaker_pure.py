@@ -229,7 +229,9 @@ def test_status_roundtrip_and_text() -> None:
 
 
 def test_bfd_render_and_parse() -> None:
-    conf = bfd.render(ST)
+    conf = bfd.render(nodestate.from_spec(spec(bgp={
+        "holdTime": 9, "communities": [], "bfd": {"minRx": 300, "minTx": 300,
+                                                  "multiplier": 3}})))
     assert " peer 10.1.1.1 local-address 10.1.1.11" in conf and "detect-multiplier 3" in conf
     assert "exit" not in conf
     assert bfd.parse_peers('[{"peer": "10.1.1.1", "status": "up"}, '
