@@ -241,8 +241,9 @@ def _wait_speakers(the_plan: Plan, state_dir: Path, timeout: float = 30) -> None
             except StatusError:
                 pending.append(f"{n.name}: no status yet")
                 continue
+            bfd = {pp.tor: pp.bfd for pp in n.peers}  # the ToR's choice
             usable = [x for x in sessions if x.state == "established"
-                      and x.bfd in ("up", "off", None)]  # off/None: this ToR runs no BFD
+                      and (x.bfd == "up" or not bfd.get(x.name, False))]
             if len(usable) < len(n.peers):
                 pending.append(f"{n.name}: {len(usable)}/{len(n.peers)} sessions usable")
         if not pending:
