@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from flatroute.errors import AdapterError
 from flatroute.files import write_atomic
@@ -91,7 +91,7 @@ class BfdAdapter(Protocol):
 
 
 class Bfdd:
-    def __init__(self, run_dir: str, log: object = None) -> None:
+    def __init__(self, run_dir: str, log: Any = None) -> None:
         self.dir = os.path.join(run_dir, "bfdd")
         self.conf = os.path.join(self.dir, "bfdd.conf")
         self.pid_file = os.path.join(self.dir, "bfdd.pid")
@@ -120,6 +120,8 @@ class Bfdd:
             self._seq[peer] = self._seq.get(peer, 0) + 1
             changed = self._states.get(peer) != state
             self._states[peer] = state
+        if changed and self.log is not None:
+            self.log.info("bfd_event", peer=peer, state=state)
         if changed and self._on_change is not None:
             self._on_change(peer, state)
 

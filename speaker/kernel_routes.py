@@ -10,7 +10,7 @@ from flatroute.fabric.naming import ifname
 from flatroute.nodestate import NodeState
 from speaker import reconcile
 from speaker.netlink import Features, KernelAdapter
-from speaker.routes import Route, sorted_nexthops
+from speaker.routes import UNREACHABLE, Route, sorted_nexthops
 from speaker.sessions import Session
 
 
@@ -30,7 +30,8 @@ def counts(routes: Iterable[Route]) -> dict[str, int]:
     rs = list(routes)
     return {"routes": sum(r.kind == "learned" for r in rs),
             "encap": sum(r.kind == "encap" for r in rs),
-            "sids": sum(r.kind == "sid" for r in rs)}
+            "sids": sum(r.kind == "sid" for r in rs),
+            "unreachable": sum(r.kind == UNREACHABLE for r in rs)}
 
 
 def sync(kernel: KernelAdapter, st: NodeState, sessions: list[Session], srv6: list[Route],
@@ -43,7 +44,7 @@ def sync(kernel: KernelAdapter, st: NodeState, sessions: list[Session], srv6: li
         learned = reconcile.hold_learned(
             learned, [_only_devices(r, held) for r in actual if r.kind == "learned"])
         learned = [r for r in learned if r.nexthops]
-    ops = reconcile.diff([*learned, *srv6], actual)
+    ops = reconcile.diff([*learned, *srv6, *reconcile.own_blocks(st)], actual)
     if not ops:
         return errors, counts(actual)
     res = kernel.apply(ops)

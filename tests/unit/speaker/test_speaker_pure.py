@@ -84,6 +84,7 @@ def test_render_config_golden_bits() -> None:
     assert "nexthop enable;" not in v4 and "ipv6 unicast;" not in v4
     for part in (v4, v6):
         assert "graceful-restart 120;" in part and "hold-time 9;" in part
+        assert "route-refresh enable;" in part  # a ToR may ask for our routes again
         assert 'md5-password "pw";' in part and "peer-as 65001;" in part
         assert "local-as 64512;" in part and "router-id 10.1.1.11;" in part
         assert "receive { parsed; update; }" in part and "neighbor-changes;" in part
