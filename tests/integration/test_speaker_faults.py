@@ -71,7 +71,8 @@ def test_a_tor_without_bfd_is_used_on_bgp_alone(lab: L.Lab) -> None:
     s = _sessions(lab)
     assert s[t2.name]["bfd"] == "off" and s[t2.name]["lastError"] is None
     L.wait_for(lambda: t1.v4 in _default(lab) and t2.v4 in _default(lab), 15)
-    conf = open(os.path.join(lab.run_dir, "bfdd", "bfdd.conf"), encoding="utf-8").read()
+    with open(os.path.join(lab.run_dir, "bfdd", "bfdd.conf"), encoding="utf-8") as fh:
+        conf = fh.read()
     assert f"peer {t1.v4}" in conf and f"peer {t2.v4}" not in conf
 
 
