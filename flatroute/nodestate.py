@@ -34,6 +34,7 @@ from flatroute.fabric.model import (
     EncapMode,
     NodeRole,
 )
+from flatroute.fabric.naming import ifname
 from flatroute.fabric.reader import Reader
 from flatroute.plan.model import Behavior, Family, NodePlan, Plan, Prefix, Segment, Sid
 
@@ -61,6 +62,9 @@ class UplinkSpec:
     ipv4: IPv4Interface | None
     ipv6: IPv6Interface | None
     unnumbered: bool = False
+    #: the node's interface toward the ToR, as the speaker found it (speaker.uplinks); not
+    #: part of the published document
+    interface: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,13 @@ class NodeState:
         """Exactly the node's aggregates and its locator: never a /32."""
         loc: tuple[Prefix, ...] = (self.locator,) if self.locator is not None else ()
         return (*self.ipv4_blocks, *self.ipv6_blocks, *loc)
+
+    def uplink_device(self, tor: str) -> str:
+        """The interface toward `tor`: the one found for it, else the one named after it."""
+        for u in self.uplinks:
+            if u.tor == tor and u.interface:
+                return u.interface
+        return ifname(tor)
 
     @property
     def source_address(self) -> IPv6Address | None:

@@ -32,6 +32,7 @@ from flatroute.errors import AdapterError
 from flatroute.files import write_atomic
 from flatroute.nodestate import NodeState
 from speaker.bfd_events import Watcher
+from speaker.sessions import BFD_OFF, Sessions
 
 BFDD = "/usr/lib/frr/bfdd"
 ZEBRA = "/usr/lib/frr/zebra"
@@ -249,3 +250,26 @@ class Bfdd:
         with self._lock:
             self._states.clear()
         self._stop_zebra()
+
+
+def sync(bfdd: BfdAdapter, sessions: Sessions, st: NodeState, log: Any) -> list[str]:
+    """One pass: bfdd for the peers that run BFD, their states into the session table; the
+    others are judged by BGP alone (`off`). Returns errors in plain words."""
+    wanted = [str(p.address) for p in st.peers if p.bfd and p.address is not None]
+    for p in st.peers:
+        if not p.bfd:
+            sessions.set_bfd(str(p.address), BFD_OFF)
+    if not wanted:
+        if bfdd.pid is not None:
+            bfdd.stop()
+        return []
+    if not bfdd.available():
+        return ["BFD is configured but FRR bfdd/vtysh are not installed"]
+    try:
+        bfdd.start(st)
+    except AdapterError as exc:
+        return [str(exc)]
+    for peer, state in bfdd.poll(wanted).items():
+        if sessions.set_bfd(peer, state):
+            log.info("bfd_state", peer=peer, state=state)
+    return [bfdd.error] if bfdd.error else []

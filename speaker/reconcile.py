@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_network
 
-from flatroute.fabric.naming import ifname, is_pod_veth
+from flatroute.fabric.naming import is_pod_veth
 from flatroute.nodestate import NodeState
 from flatroute.plan.model import Behavior
 from speaker.routes import UNREACHABLE, Nexthop, Route, Seg6Encap, Seg6Local, sorted_nexthops
@@ -51,7 +51,7 @@ def learned_routes(state: NodeState, sessions: Iterable[Session]) -> list[Route]
     for s in sessions:
         if not s.usable:
             continue
-        dev = ifname(tor_of.get(s.peer, s.name))
+        dev = state.uplink_device(tor_of.get(s.peer, s.name))
         for prefix, nh in s.received.items():
             if prefix in own:
                 continue

@@ -25,7 +25,15 @@ import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv6Address,
+    IPv6Interface,
+    ip_address,
+    ip_interface,
+    ip_network,
+)
 
 from flatroute import rtnetlink as rt
 from speaker.routes import (
@@ -266,6 +274,23 @@ class Rtnl:
             if err and not (op.action == "delete" and err == errno.ESRCH):
                 failures.append((op.route, err))
         return failures
+
+    def addresses(self) -> dict[str, list[IPv4Interface | IPv6Interface]]:
+        """Every interface (with or without addresses) and its IPv4 and IPv6 addresses."""
+        names = link_names()
+        out: dict[str, list[IPv4Interface | IPv6Interface]] = {n: [] for n in names.values()}
+        for body in self.rt.dump(rt.RTM_GETADDR, rt.ifaddrmsg(socket.AF_UNSPEC, 0, 0),
+                                 "list addresses"):
+            fam, plen, _flags, _scope, index = rt.IFADDRMSG.unpack_from(body)
+            if fam not in (socket.AF_INET, socket.AF_INET6) or index not in names:
+                continue
+            a = rt.parse_attrs(body, rt.IFADDRMSG.size, len(body))
+            raw = a.get(rt.IFA_LOCAL) or a.get(rt.IFA_ADDRESS)
+            if raw:
+                version = 4 if fam == socket.AF_INET else 6
+                iface = ip_interface(f"{_addr(version, raw)}/{plen}")
+                out[names[index]].append(iface)
+        return out
 
     def dump(self, *, all_protocols: bool = False) -> list[Route]:
         """Our routes (or every route), IPv4 and IPv6, from every table."""

@@ -156,3 +156,21 @@ def test_a_silent_tor_leaves_the_ecmp_route_on_bfds_event(lab: L.Lab) -> None:
         for chain in ("INPUT", "OUTPUT"):
             sh("iptables", "-D", chain, "-j", "DROP", ns=t1.ns, check=False)
     L.wait_for(lambda: t1.v4 in _default(lab), 30)
+
+
+def test_a_renamed_uplink_is_found_by_its_address(lab: L.Lab) -> None:
+    t2 = lab.tors[1]
+    old = L.ifname(t2.name)
+    L.wait_for(lambda: f"dev {old}" in _default(lab), 15)
+    sh("sysctl", "-qw", f"net.ipv6.conf.{old}.keep_addr_on_down=1", ns=lab.node_ns)
+    sh("ip", "link", "set", old, "down", ns=lab.node_ns)
+    sh("ip", "link", "set", old, "name", "enp9s0", ns=lab.node_ns)
+    sh("ip", "link", "set", "enp9s0", "up", ns=lab.node_ns)
+    # the link went down: the kernel dropped our routes through it; they come back, on the
+    # renamed interface, once tor2 resends them (a hard reset of its session, to be sure)
+    flaps = _sessions(lab)[t2.name]["flaps"]
+    t2.vtysh(f"clear bgp ipv4 unicast {t2.node_v4}")
+    L.wait_for(lambda: _sessions(lab)[t2.name]["flaps"] > flaps
+               and _sessions(lab)[t2.name]["state"] == "established", 30)
+    L.wait_for(lambda: f"via {t2.v4} dev enp9s0" in _default(lab), 30)
+    L.wait_for(lambda: L.status(lab).get("lastError") is None, 15)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from ipaddress import IPv6Address
+from ipaddress import IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any
 
 from flatroute.nodestate import NodeState
@@ -60,6 +60,8 @@ class FakeKernel:
         self.up = set(links_up)
         self.link_locals = dict(link_locals or {})
         self._tunsrc: IPv6Address | None = None
+        #: interface -> addresses; interfaces that are up and not here have none
+        self.addrs: dict[str, list[IPv4Interface | IPv6Interface]] = {}
 
     def list_owned(self) -> list[Route]:
         return list(self.routes.values())
@@ -102,6 +104,9 @@ class FakeKernel:
 
     def link_local(self, name: str) -> IPv6Address | None:
         return self.link_locals.get(name)
+
+    def addresses(self) -> dict[str, list[IPv4Interface | IPv6Interface]]:
+        return {**{n: [] for n in self.up}, **self.addrs}
 
     def touched(self) -> int:
         return len(self.ops) + len(self.writes)
