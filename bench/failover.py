@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,30 @@ def busiest(lab: Lab) -> tuple[str, str]:
     return (TOR_A, GW_A) if grew[TOR_A] >= grew[TOR_B] else (TOR_B, GW_B)
 
 
-def one_failover(lab: Lab, block: str, target: str, hold: float) -> tuple[float, int]:
+def event_to_kernel(lab: Lab, gw: str, since: float) -> float | None:
+    """From the speaker's own log: bfdd's down event for `gw` to the next kernel change (the
+    100 ms budget of issue 18), both stamped by the speaker's clock. None without BFD."""
+    path = lab.dir / "logs" / "n1.speaker.log"
+    event_at = None
+    with contextlib.suppress(OSError), path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                doc = json.loads(line)
+                at = datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00")).timestamp()
+            except (ValueError, KeyError, TypeError):
+                continue
+            if at < since:
+                continue
+            if doc.get("event") == "bfd_event" and doc.get("peer") == gw \
+                    and doc.get("state") == "down":
+                event_at = at
+            elif doc.get("event") == "kernel_changed" and event_at is not None:
+                return at - event_at
+    return None
+
+
+def one_failover(lab: Lab, block: str, target: str, hold: float
+                 ) -> tuple[float, int, float | None]:
     """(seconds from the drop to the silent ToR's next hop gone from n1's route, pings lost).
     The ToR silenced is the one the ping flow crosses, so the pings lost count."""
     wait("both next hops", lambda: hops(lab, "n1", block) == {GW_A, GW_B}, 90)
@@ -157,6 +181,7 @@ def one_failover(lab: Lab, block: str, target: str, hold: float) -> tuple[float,
     mon = subprocess.Popen(["ip", "netns", "exec", lab.ns("n1"), "ip", "monitor", "route"],
                            stdout=subprocess.PIPE, text=True)
     tor, gw = busiest(lab)
+    wall0 = time.time()
     try:
         t0 = time.monotonic()
         silence(lab, tor, True)
@@ -180,19 +205,26 @@ def one_failover(lab: Lab, block: str, target: str, hold: float) -> tuple[float,
     out, _ = ping.communicate(timeout=10)
     m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
     lost = int(m.group(1)) - int(m.group(2)) if m else -1
-    return elapsed, lost
+    return elapsed, lost, event_to_kernel(lab, gw, wall0)
 
 
 def failovers(lab: Lab, runs: int, hold: float) -> dict[str, Any]:
     # the ToRs send the nodes a default route only: the ECMP route n1's traffic takes
     block, target = "default", lab.pod_ip("n2")
-    times, lost = [], []
+    times, lost, e2k = [], [], []
     for i in range(runs):
-        t, n = one_failover(lab, block, target, hold)
+        t, n, k = one_failover(lab, block, target, hold)
         times.append(t)
         lost.append(n)
-        print(f"  run {i + 1}: {t * 1000:7.0f} ms, {n} pings lost", flush=True)
-    return summary(times) | {"pings_lost": lost, "pings_lost_p50": statistics.median(lost)}
+        if k is not None:
+            e2k.append(k)
+        extra = f", bfdd event -> kernel {k * 1000:.0f} ms" if k is not None else ""
+        print(f"  run {i + 1}: {t * 1000:7.0f} ms, {n} pings lost{extra}", flush=True)
+    out = summary(times) | {"pings_lost": lost, "pings_lost_p50": statistics.median(lost)}
+    if e2k:
+        out["bfd_event_to_kernel_ms"] = {"p50": round(statistics.median(e2k) * 1000, 1),
+                                         "max": round(max(e2k) * 1000, 1)}
+    return out
 
 
 def summary(times: list[float]) -> dict[str, Any]:
