@@ -1,6 +1,6 @@
 """The speaker's typed rtnetlink path: `Route` values in and out, batched writes and dumps.
 
-The bytes are the one stdlib codec's (`flatroute.rtnetlink`, shared with the CNI plugin);
+The bytes are the one stdlib codec's (`rtnetlink`, shared with the CNI plugin);
 this module turns `speaker.routes.Route` values into route messages and back.
 
 Why this exists beside pyroute2: pyroute2 builds every message in Python objects, about 0.5 ms a
@@ -35,7 +35,7 @@ from ipaddress import (
     ip_network,
 )
 
-from flatroute import rtnetlink as rt
+import rtnetlink as rt
 from speaker.routes import (
     MAIN_TABLE,
     UNREACHABLE,
@@ -53,7 +53,7 @@ SEG6_ACTIONS = {1: "End", 2: "End.X", 3: "End.T", 4: "End.DX2", 5: "End.DX6", 6:
                 7: "End.DT6", 8: "End.DT4", 9: "End.B6", 10: "End.B6.Encaps", 16: "End.DT46"}
 
 #: messages per send(). Only the last message of a chunk asks for an ACK (see
-#: `flatroute.rtnetlink.Socket.transact`): one recv() per chunk instead of one per route is most
+#: `rtnetlink.Socket.transact`): one recv() per chunk instead of one per route is most
 #: of the speed-up over per-message ACKs.
 CHUNK = 1024
 

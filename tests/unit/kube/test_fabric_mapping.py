@@ -9,10 +9,10 @@ import pytest
 
 from flatroute.errors import InvalidInput
 from flatroute.fabric import load_fabric
-from flatroute.kube.fabric import assemble
-from flatroute.kube.objects import strip_nulls
 from flatroute.nodestate import from_plan, from_spec, spec_doc
 from flatroute.plan import Ledger, plan
+from kube.fabric import assemble
+from kube.objects import strip_nulls
 from tests.kube_util import EXAMPLES, example_objects, node
 
 

@@ -10,8 +10,8 @@ from flatroute import nodestate
 from flatroute.errors import InvalidInput
 from flatroute.fabric import Fabric, parse_fabric
 from flatroute.plan import plan
-from flatroute.render import render
-from flatroute.render.view import build_views
+from render import render
+from render.view import build_views
 from tests.conftest import EXAMPLES
 
 #: every platform can express these sessions (NX-OS has no RFC 8950 on numbered sessions)

@@ -7,8 +7,8 @@ import socket
 from ipaddress import ip_network
 from pathlib import Path
 
+import rtnetlink as rt
 from flatroute import CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL, nodestate
-from flatroute import rtnetlink as rt
 from speaker import reconcile, rtnl
 from speaker.routes import UNREACHABLE, Nexthop, Route
 from speaker.rtnl import Op

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+import rtnetlink as rt
 from flatroute import nodestate
-from flatroute import rtnetlink as rt
 from flatroute import speaker_status as status
 from flatroute.errors import InvalidInput
 from speaker import announce, bfd, exabgp_config, reconcile, rtnl
