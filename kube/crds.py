@@ -253,6 +253,8 @@ def node_state_spec() -> S:
             "bfd": _obj("present: BFD on", {"minRx": _int("ms", 10, 60000),
                                             "minTx": _int("ms", 10, 60000),
                                             "multiplier": _int("", 2, 255)}),
+            "ipv4OverIpv6": _bool("IPv4 over the IPv6 sessions (RFC 8950)"),
+            "maxPrefixes": _int("maximum-prefix the ToRs apply to this node", 1, 1000000),
         }),
         "uplinks": _list("uplink addresses", _obj("", {
             "tor": _str("ToR"), "ipv4": IFACE, "ipv6": IFACE,

@@ -57,9 +57,9 @@ def render(state: NodeState) -> str:
         if p.interface:
             local += f" interface {p.interface}"
         out += [f" peer {p.address}{local}",
-                f"  receive-interval {b.bfd_min_rx_ms}",
-                f"  transmit-interval {b.bfd_min_tx_ms}",
-                f"  detect-multiplier {b.bfd_multiplier}",
+                f"  receive-interval {b.bfd.min_rx_ms}",
+                f"  transmit-interval {b.bfd.min_tx_ms}",
+                f"  detect-multiplier {b.bfd.multiplier}",
                 " !"]
     out += ["!", ""]
     return "\n".join(out)

@@ -182,7 +182,8 @@ class FabricParser:
         if bool(f) == bool(kname):
             r.error(f"{p}.secretRef", "give exactly one of file or kubernetesSecret")
             return None
-        return SecretRef(file=f, kubernetes_name=kname, kubernetes_key=kkey or MD5_SECRET_KEY)
+        return SecretRef(file=f, kubernetes_name=kname,
+                         kubernetes_key=(kkey or MD5_SECRET_KEY) if kname else None)
 
     def _bfd(self, raw: Any) -> Bfd:
         r, p = self.r, "spec.bgp.bfd"

@@ -59,9 +59,9 @@ def test_each_peer_of_the_node_state_carries_its_tors_choice() -> None:
     st = nodestate.from_plan(p, p.node("r2-n1"))
     again = nodestate.from_json(nodestate.to_json(st))
     assert {x.name: x.bfd for x in again.peers} == {"r2-leaf1": True, "r2-leaf2": False}
-    assert again.bgp.bfd  # the timers are in force: one peer runs BFD
+    assert again.bgp.bfd.enabled  # the timers are in force: one peer runs BFD
     r1 = nodestate.from_plan(p, p.node("r1-n1"))
-    assert not r1.bgp.bfd and not any(x.bfd for x in r1.peers)
+    assert not r1.bgp.bfd.enabled and not any(x.bfd for x in r1.peers)
 
 
 def test_a_node_state_without_peer_choices_follows_bgp_bfd() -> None:

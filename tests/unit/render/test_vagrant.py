@@ -221,7 +221,8 @@ def test_unnumbered_ports_md5_and_bfd() -> None:
     assert f"password {secret}" in files["configs/r1-tor/frr.conf"]
     assert all("FLATROUTE-MD5-PLACEHOLDER" not in t for t in files.values())
     state = from_json(files["configs/r1-n1/nodestate.json"])
-    assert state.bgp.md5_file == MD5_FILE and state.bgp.md5_kubernetes is None
+    assert state.bgp.md5 is not None and state.bgp.md5.file == MD5_FILE
+    assert state.bgp.md5.kubernetes_name is None
     assert files["configs/r1-n1/bgp-md5.secret"] == secret + "\n"
     assert MD5_FILE in files["provision/r1-n1.sh"]
     # BFD: bfdd is switched on where the config uses it

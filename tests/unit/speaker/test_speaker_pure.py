@@ -73,6 +73,16 @@ def test_validate_rejects_unknown_peer_and_bad_community() -> None:
     assert "unknown peer" in text and "elsewhere" in text and "communities[0]" in text
 
 
+def test_validate_refuses_more_prefixes_than_the_tors_accept() -> None:
+    """The ToRs' maximum-prefix (spec.bgp.maxPrefixes, carried in the node state) would tear
+    the session down: the speaker refuses the state instead of announcing it."""
+    announce.validate(ST, "f.json")
+    tight = nodestate.from_spec(spec(bgp={"maxPrefixes": len(ST.announce) - 1}))
+    with pytest.raises(InvalidInput) as exc:
+        announce.validate(tight, "f.json")
+    assert "spec.bgp.maxPrefixes" in str(exc.value) and "more than its ToRs accept" in str(exc.value)
+
+
 def test_render_config_golden_bits() -> None:
     conf = exabgp_config.render_config(ST, ["/py", "bridge", "/run/x.sock"], md5_password="pw",
                                        static=announce.desired(ST))
