@@ -80,7 +80,8 @@ def test_validate_refuses_more_prefixes_than_the_tors_accept() -> None:
     tight = nodestate.from_spec(spec(bgp={"maxPrefixes": len(ST.announce) - 1}))
     with pytest.raises(InvalidInput) as exc:
         announce.validate(tight, "f.json")
-    assert "spec.bgp.maxPrefixes" in str(exc.value) and "more than its ToRs accept" in str(exc.value)
+    text = str(exc.value)
+    assert "spec.bgp.maxPrefixes" in text and "more than its ToRs accept" in text
 
 
 def test_render_config_golden_bits() -> None:
