@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 from flatroute import nodestate, speaker_status, tombstone
 from flatroute.files import write_atomic
-from flatroute.kube.objects import NodeStatus, SessionStatus
 from flatroute.logging import get_logger
 from flatroute.nodestate import NodeState
 from flatroute.tombstone import Removed
+from kube.objects import NodeStatus, SessionStatus
 from speaker.kube_source import Desired, open_source, run
 
 

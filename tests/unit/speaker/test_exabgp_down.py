@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import build_parser
 from flatroute import speaker_status as status
-from flatroute.cli import build_parser
 from speaker.exabgp_process import exit_reason
 from tests.unit.speaker.harness import Harness, spec
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from flatroute import nodestate, speaker_status, tombstone
 from flatroute.fabric import load_fabric
-from flatroute.kube.objects import node_state_object, parse_node_state
 from flatroute.plan import plan
+from kube.objects import node_state_object, parse_node_state
 from speaker.kube_bridge import Bridge
 from speaker.kube_source import Desired
 from tests.conftest import EXAMPLES

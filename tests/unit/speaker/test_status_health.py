@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from cli.main import main
 from flatroute import speaker_status as status
-from flatroute.cli import main
 from flatroute.speaker_status import SessionStatus, SpeakerStatus
 
 NOW = 1_700_000_000.0
