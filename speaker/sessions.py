@@ -78,8 +78,11 @@ def unreached_words(probe: str | None, *, md5: bool) -> str:
         return REFUSED
     if probe == "unreachable":
         return "peer unreachable: no route to it"
+    if md5 and probe == "open":
+        return ("MD5 mismatch: the peer accepts a TCP connection without MD5 from us (its "
+                "password is not set, or it ignores ours)")
     if md5:
-        return "MD5 mismatch or peer unreachable (the peer answers no connection from us)"
+        return "MD5 mismatch or peer unreachable"
     return "peer unreachable: no TCP connection"
 
 

@@ -198,7 +198,8 @@ def test_a_session_that_never_connected_says_what_a_connect_found() -> None:
 
     assert unreached_words("refused", md5=True).startswith("connection refused")
     assert unreached_words("unreachable", md5=False) == "peer unreachable: no route to it"
-    assert unreached_words("timeout", md5=True).startswith("MD5 mismatch or peer unreachable")
+    assert unreached_words("timeout", md5=True) == "MD5 mismatch or peer unreachable"
+    assert unreached_words("open", md5=True).startswith("MD5 mismatch: the peer accepts")
     assert unreached_words(None, md5=False) == "peer unreachable: no TCP connection"
 
 
