@@ -10,6 +10,10 @@ The work happens in this service's network namespace: run it in the namespace th
 runs plugins in (the node's), one service per socket. Socket: mode 0600, root's, created under
 a temporary name and renamed into place (a stale socket is replaced; a live service at the
 same path makes this one refuse to start); removed on SIGTERM/SIGINT if it is still ours.
+
+DELs the client queued while no service was listening (cni/delqueue.py) are run once the
+socket is in place, before the first request is answered, and then whenever an entry appears
+(looked for at most once a second), each in a forked child like a request.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from cni import wire
+from cni import delqueue, wire
 
 DEFAULT_SOCKET = "/run/flatroute/cni.sock"
 _SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -91,7 +95,7 @@ def bind(path: str) -> socket.socket:
 
 
 def serve(path: str, *, read_timeout: float = 10, max_seconds: float = 300,
-          log: Any = None) -> int:
+          delete_queue: str = delqueue.DEFAULT_DIR, log: Any = None) -> int:
     if log is None:
         from flatroute.logging import get_logger
 
@@ -109,11 +113,15 @@ def serve(path: str, *, read_timeout: float = 10, max_seconds: float = 300,
         raise _Stop
 
     previous = {sig: signal.signal(sig, stop) for sig in _SIGNALS}
-    sock.settimeout(1.0)  # wake up to reap children
-    log.info("cni_serve_started", pid=os.getpid())
+    sock.settimeout(1.0)  # wake up to reap children and look at the deletion queue
+    log.info("cni_serve_started", pid=os.getpid(), delete_queue=delete_queue)
+    drained = 0.0
     try:
         while True:
             _reap(children, max_seconds, log)
+            if time.monotonic() - drained >= 1.0:
+                delqueue.drain(delete_queue, run_forked, log)
+                drained = time.monotonic()
             try:
                 conn, _ = sock.accept()
             except TimeoutError:
@@ -194,9 +202,49 @@ def _error(code: int, msg: str, details: str = "") -> bytes:
     return (jsonlite.dumps(CniError(code, msg, details).to_dict("1.1.0")) + "\n").encode()
 
 
+def run_request(env: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
+    """The plugin's verb for one request, in this (forked) process: exit code and stdout."""
+    import cni.main
+
+    # The verb (and any delegated IPAM plugin it runs) sees the client's CNI_* only.
+    for name in [n for n in os.environ if n.startswith("CNI_")]:
+        del os.environ[name]
+    os.environ.update(env)
+    text = io.StringIO()
+    code = cni.main.run(env, io.BytesIO(stdin), text)
+    return code, text.getvalue().encode("utf-8", "surrogateescape")
+
+
+def run_forked(env: dict[str, str], stdin: bytes) -> tuple[int, int | None]:
+    """run_request in a child (as a live request runs): its exit code and CNI error code."""
+    rfd, wfd = os.pipe()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(rfd)
+                for sig in _SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+                status, out = run_request(env, stdin)
+                with os.fdopen(wfd, "wb") as fh:
+                    fh.write(out)
+            finally:
+                os._exit(status)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as fh:
+        out = fh.read()
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return code, (_cni_code(out) if code else None)
+
+
 def handle(conn: socket.socket, read_timeout: float, log: Any) -> None:
     """One request on `conn`, in this (forked) process: read, run, answer, log."""
-    import cni.main
     from cni.errors import DECODE, NOT_AVAILABLE
 
     start = time.monotonic()
@@ -212,13 +260,7 @@ def handle(conn: socket.socket, read_timeout: float, log: Any) -> None:
             code, out = 1, _error(DECODE, "malformed request from the flatroute-cni client",
                                   str(exc))
         else:
-            # The verb (and any delegated IPAM plugin it runs) sees the client's CNI_* only.
-            for name in [n for n in os.environ if n.startswith("CNI_")]:
-                del os.environ[name]
-            os.environ.update(env)
-            text = io.StringIO()
-            code = cni.main.run(env, io.BytesIO(stdin), text)
-            out = text.getvalue().encode("utf-8", "surrogateescape")
+            code, out = run_request(env, stdin)
     sent = True
     try:
         conn.settimeout(10)
@@ -256,6 +298,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="seconds a client has to send its whole request (default 10)")
     p.add_argument("--max-seconds", type=float, default=300,
                    help="kill a request still running after this many seconds (default 300)")
+    p.add_argument("--delete-queue", default=delqueue.DEFAULT_DIR,
+                   help="DELs the client queued while no service listened, run at start and "
+                   f"then as they appear (default {delqueue.DEFAULT_DIR})")
     p.add_argument("--log-format", choices=("json", "console"), default="json")
 
 
@@ -264,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
 
     flog.configure(json=args.log_format == "json")
     try:
-        return serve(args.socket, read_timeout=args.read_timeout, max_seconds=args.max_seconds)
+        return serve(args.socket, read_timeout=args.read_timeout, max_seconds=args.max_seconds,
+                     delete_queue=args.delete_queue)
     except OSError as exc:
         print(f"flatroute cni serve: {exc}", file=sys.stderr)
         return 1

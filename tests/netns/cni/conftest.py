@@ -40,10 +40,12 @@ class Node:
             if os.path.exists(f"{REF}/{plugin}"):
                 os.symlink(f"{REF}/{plugin}", self.bin / plugin)
         self.data = tmp / "data"
-        # The C client's service socket: absent unless a test starts `flatroute cni serve`
-        # (tests/netns/cni/test_cni_service.py), so the other tests go through the fallback
-        # and never reach a service this machine might run at the default path.
+        # The C client's service socket and deletion queue: the service is absent unless a
+        # test starts `flatroute cni serve` (tests/netns/cni/test_cni_service.py); the other
+        # tests run the Python plugin (flatroute-cni-py) itself, and no test ever reaches a
+        # service or a queue this machine might have at the default paths.
         self.socket = tmp / "cni.sock"
+        self.queue = tmp / "delete-queue"
         self.node_file = tmp / "node.json"
         self.write_node_file(["10.244.0.0/26"], ["fd00:10:244::/122"])
 
@@ -63,12 +65,13 @@ class Node:
         return self.netns.add("pod")
 
     def call(self, command: str, conf: dict[str, Any] | str, cid: str = "", ifname: str = "eth0",
-             pod: str | None = None, plugin: str = "flatroute-cni",
+             pod: str | None = None, plugin: str = "flatroute-cni-py",
              env: dict[str, str | None] | None = None) -> tuple[int, dict[str, Any] | None]:
         e = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_IFNAME": ifname,
              "CNI_NETNS": f"/run/netns/{pod}" if pod else "", "CNI_PATH": str(self.bin),
              "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin"),
-             "FLATROUTE_CNI_SOCKET": str(self.socket)}
+             "FLATROUTE_CNI_SOCKET": str(self.socket),
+             "FLATROUTE_CNI_DELETE_QUEUE": str(self.queue)}
         for key, value in (env or {}).items():
             if value is None:
                 e.pop(key, None)
@@ -138,6 +141,7 @@ def node(netns: Netns, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     need_tool("ip", "ping", f"{REF}/host-local", f"{REF}/tuning")
     n = Node(netns, tmp_path)
     monkeypatch.setenv("FLATROUTE_CNI_SOCKET", str(n.socket))  # for tests that exec it directly
+    monkeypatch.setenv("FLATROUTE_CNI_DELETE_QUEUE", str(n.queue))
     try:
         yield n
     finally:
