@@ -77,7 +77,11 @@ def default_python() -> str:
 
 
 def conflist(name: str = "flatroute", mtu: int | None = None, node_file: str | None = None,
-             data_dir: str | None = None, portmap: bool = False) -> dict[str, object]:
+             data_dir: str | None = None, portmap: bool = False,
+             cni_version: str = "1.1.0") -> dict[str, object]:
+    """The conflist. 1.1.0 brings STATUS and GC (containerd 2, CRI-O 1.30); containerd 1.6 and
+    1.7 (libcni 1.1) reject a 1.1.0 result, and Debian's reference plugins stop at 1.0.0, so a
+    chain with them, or a node with such a runtime, needs cni_version "1.0.0"."""
     plugin: dict[str, object] = {"type": BINARY, "ipam": {}}
     if mtu is not None:
         plugin["mtu"] = mtu
@@ -88,7 +92,7 @@ def conflist(name: str = "flatroute", mtu: int | None = None, node_file: str | N
     plugins: list[dict[str, object]] = [plugin]
     if portmap:
         plugins.append({"type": "portmap", "capabilities": {"portMappings": True}})
-    return {"cniVersion": "1.1.0", "name": name, "plugins": plugins}
+    return {"cniVersion": cni_version, "name": name, "plugins": plugins}
 
 
 def c_compiler() -> str | None:
@@ -240,6 +244,7 @@ def uninstall(bin_dir: str, conf_dir: str) -> list[str]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     from cni import serve
+    from cni.config import SUPPORTED_VERSIONS
 
     sub = parser.add_subparsers(dest="cni_command", required=True)
     serve.configure_parser(sub.add_parser(
@@ -263,6 +268,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
             p.add_argument("--data-dir", default=None)
             p.add_argument("--portmap", action="store_true",
                            help="chain the reference portmap plugin after flatroute-cni")
+            p.add_argument("--cni-version", default="1.1.0", choices=SUPPORTED_VERSIONS,
+                           help="the conflist's cniVersion (default 1.1.0; 1.0.0 for "
+                           "containerd < 2.0 and for chains with Debian's reference plugins)")
             p.add_argument("--no-client", dest="client", action="store_false",
                            help="install the Python plugin as flatroute-cni, not the C client")
             p.add_argument("--client-binary", default=None,
@@ -303,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
                             python_plugin=args.python_plugin,
                             note=lambda text: print(text, file=sys.stderr), name=args.name,
                             mtu=args.mtu, node_file=args.node_file, data_dir=args.data_dir,
-                            portmap=args.portmap)
+                            portmap=args.portmap, cni_version=args.cni_version)
             for path in paths:
                 print(f"wrote {path}")
         else:

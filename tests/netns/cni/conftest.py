@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,50 @@ class Node:
         assert [r for r in self.speaker_routes() if " dev flr" in r] == []
         assert self.reservations() == []
         assert self.attachments() == []
+
+
+class Service:
+    """`flatroute cni serve` in the node namespace, on the node's socket and queue."""
+
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.log = node.tmp / "serve.log"
+        self.proc = self.spawn()
+        deadline = time.monotonic() + 15
+        while not node.socket.exists():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "the service did not create its socket"
+            time.sleep(0.02)
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as out:
+            return subprocess.Popen(
+                ["ip", "netns", "exec", self.node.name, sys.executable, "-m", "flatroute.cli",
+                 "cni", "serve", "--socket", str(self.node.socket), "--read-timeout", "1",
+                 "--delete-queue", str(self.node.queue)],
+                stdout=out, stderr=subprocess.STDOUT)
+
+    def requests(self, at_least: int = 0) -> list[dict[str, Any]]:
+        """The logged requests; each child logs after it answered, so wait for `at_least`."""
+        deadline = time.monotonic() + 10
+        while True:
+            lines = [json.loads(line) for line in self.log.read_text().splitlines()
+                     if line.startswith("{")]
+            found = [line for line in lines if line["event"] == "cni_request"]
+            if len(found) >= at_least or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
 
 def pod_links(pod: str) -> list[str]:
