@@ -69,7 +69,8 @@ def inner(spec: dict[str, object]) -> None:
     service = None
     if spec.get("socket"):
         service = subprocess.Popen([sys.executable, "-m", "flatroute.cli", "cni", "serve",
-                                    "--socket", str(spec["socket"])], cwd=ROOT,
+                                    "--socket", str(spec["socket"]), "--delete-queue",
+                                    str(spec["queue"])], cwd=ROOT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while not os.path.exists(str(spec["socket"])):
@@ -168,8 +169,8 @@ def main() -> int:
         if c_compiler():
             plugins["flatroute-svc"] = {
                 "binary": os.path.join(bindir, "flatroute-cni"),
-                "env": {"FLATROUTE_CNI_SOCKET": sock,
-                        "FLATROUTE_CNI_FALLBACK": "/nonexistent"},  # the service or fail
+                "env": {"FLATROUTE_CNI_SOCKET": sock,  # the service, or a CNI error
+                        "FLATROUTE_CNI_DELETE_QUEUE": os.path.join(tmp, "queue")},
                 "conf": {"cniVersion": "1.1.0", "name": "frbench2", "type": "flatroute-cni",
                          "nodeFile": os.path.join(tmp, "node5.json"),
                          "dataDir": os.path.join(tmp, "fr-data")}}
@@ -184,7 +185,8 @@ def main() -> int:
         spec_path = os.path.join(tmp, "spec.json")
         with open(spec_path, "w", encoding="utf-8") as fh:
             json.dump({"plugins": plugins, "pods": pods, "cni_path": bindir, "n": args.pods,
-                       "socket": sock if "flatroute-svc" in plugins else ""}, fh)
+                       "socket": sock if "flatroute-svc" in plugins else "",
+                       "queue": os.path.join(tmp, "queue")}, fh)
         proc = subprocess.run(["ip", "netns", "exec", node, sys.executable, os.path.abspath(
             __file__), "--inner", spec_path], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
