@@ -70,7 +70,7 @@ def inner(spec: dict[str, object]) -> None:
     times: dict[tuple[str, str, str], list[float]] = {}
     service = None
     if spec.get("socket"):
-        service = subprocess.Popen([sys.executable, "-m", "flatroute.cli", "cni", "serve",
+        service = subprocess.Popen([sys.executable, "-m", "cli.main", "cni", "serve",
                                     "--socket", str(spec["socket"]), "--delete-queue",
                                     str(spec["queue"])], cwd=ROOT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

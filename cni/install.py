@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 BINARY = "flatroute-cni"
-PY_BINARY = "flatroute-cni-py"  # the launcher, the client's fallback
+PY_BINARY = "flatroute-cni-py"  # the launcher: the Python plugin (developer and lab tool)
 CONFLIST = "10-flatroute.conflist"
 MARKER = "# flatroute-cni launcher"
 CLIENT_MARKER = "flatroute-cni client"  # a string in the compiled client

@@ -38,7 +38,7 @@ def runtime(node: Node) -> Iterator[tuple[Containerd, Path]]:
     need_tool("containerd", "ctr", "runc", "unshare", "iptables", BUSYBOX, f"{REF}/portmap")
     cni_dir = node.tmp / "ctr-cni"
     out = subprocess.run(
-        [sys.executable, "-m", "flatroute.cli", "cni", "install", "--bin-dir",
+        [sys.executable, "-m", "cli.main", "cni", "install", "--bin-dir",
          str(cni_dir / "bin"), "--conf-dir", str(cni_dir / "net.d"), "--name", "frnet",
          "--socket", str(node.socket), "--delete-queue", str(node.queue), "--node-file",
          str(node.node_file), "--data-dir", str(node.data), "--portmap", "--cni-version",
