@@ -72,7 +72,11 @@ def imported_top_levels() -> set[str]:
 
 
 def _project_packages() -> set[str]:
-    found = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    """The top-level packages this distribution ships (pyproject's packages.find), the tests."""
+    tool = _pyproject()["tool"]
+    assert isinstance(tool, dict)
+    include = tool["setuptools"]["packages"]["find"]["include"]
+    found = {p.rstrip("*").split(".")[0] for p in include}
     return found | {"tests", "conftest"}  # conftest: pytest's rootdir-relative import
 
 
