@@ -183,9 +183,10 @@ def _pods(state: LabState, topo: Topology) -> None:
     directory = state.dir
     pods.install_plugin(directory)
     for node in topo.nodes:  # the fast path: the C client hands each request to its node's
-        _start(state, f"{node.name}/cni", node.ns, [  # service, inside the node namespace
-            *flatroute_cmd(), "cni", "serve", "--socket", str(pods.socket_path(
-                directory / "nodes" / node.name))])
+        ndir = directory / "nodes" / node.name  # service, inside the node namespace
+        _start(state, f"{node.name}/cni", node.ns, [
+            *flatroute_cmd(), "cni", "serve", "--socket", str(pods.socket_path(ndir)),
+            "--delete-queue", str(pods.delete_queue(ndir))])
     for node in topo.nodes:
         _wait_file(directory / "nodes" / node.name / "node.json", 30,
                    f"speaker of {node.name} wrote no node file")

@@ -349,8 +349,8 @@ PROVIDER_UNUSABLE = ("isn't usable on this system", "No usable default provider"
 
 def test_vagrant_validate(tmp_path: Path) -> None:
     vagrant = shutil.which("vagrant")
-    if vagrant is None:
-        pytest.skip("vagrant is not installed (apt-get install vagrant); ruby -c still ran")
+    if vagrant is None:  # scripts/install-deps installs Debian's vagrant: its absence is a gap
+        pytest.fail("vagrant is not installed: run scripts/install-deps (apt-get install vagrant)")
     fabric, the_plan = _two_site()
     out = _write(render_vagrant(fabric, the_plan), tmp_path / "lab")  # validate makes .vagrant/
     env = {**os.environ, "FLATROUTE_SRC": str(ROOT), "VAGRANT_CHECKPOINT_DISABLE": "1"}
@@ -363,8 +363,7 @@ def test_vagrant_validate(tmp_path: Path) -> None:
         res = subprocess.run([vagrant, "validate", "--ignore-provider"], cwd=out,
                              capture_output=True, text=True, check=False, env=env, timeout=300)
         text = res.stdout + res.stderr
-        if res.returncode != 0 and any(m in text for m in PROVIDER_UNUSABLE):
-            pytest.skip("vagrant validate needs a usable provider (VirtualBox or libvirt), and "
-                        f"this machine has none: {text.strip().splitlines()[-1]}")
+        # --ignore-provider needs none (checked with Debian's vagrant 2.3.4 and no provider):
+        # if it still asks for one, that is a failure to look at, not a reason to skip
     assert res.returncode == 0, text
     assert "validated successfully" in text
