@@ -49,7 +49,7 @@ def test_kustomization_lists_every_manifest() -> None:
     kust = docs("kustomization.yaml")[0]
     on_disk = {p.name for p in DEPLOY.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kust["resources"]) == on_disk
-    assert (DEPLOY / "Dockerfile").is_file()
+    assert (DEPLOY.parent / "scripts" / "build-image").is_file()  # the one image definition
 
 
 def test_crds_yaml_is_the_generated_one() -> None:
