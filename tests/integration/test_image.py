@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -214,10 +215,20 @@ def _problems(image: Image, where: str, c: dict[str, Any]) -> list[str]:
     if found is None or not _in_image(image, found):
         out.append(f"{where}: command {exe!r} is not in the image")
     if Path(exe).name == "flatroute":
+        # the container's environment, as Kubernetes gives it: defaults such as --node's come
+        # from it, and $(VAR) in the arguments is replaced by it
+        env = {e["name"]: e.get("value", f"<{e['name']} from the downward API>")
+               for e in c.get("env", [])}
+        line = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), a) for a in line]
+        saved = dict(os.environ)
+        os.environ.update(env)
         try:
             build_parser().parse_args(line[1:])
         except SystemExit:
             out.append(f"{where}: the flatroute CLI refuses {line[1:]}")
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
         for arg in line[1:]:
             value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
             if value.startswith("/") and not _mounted(value, c) and not _in_image(image, value):
@@ -225,8 +236,9 @@ def _problems(image: Image, where: str, c: dict[str, Any]) -> list[str]:
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         cmd = (c.get(probe) or {}).get("exec", {}).get("command")
         if cmd:
-            out += _problems(image, f"{where} {probe}", {"command": cmd,
-                                                        "volumeMounts": c.get("volumeMounts", [])})
+            out += _problems(image, f"{where} {probe}",
+                             {"command": cmd, "env": c.get("env", []),
+                              "volumeMounts": c.get("volumeMounts", [])})
     caps = (c.get("securityContext") or {}).get("capabilities") or {}
     for name in [*caps.get("add", []), *caps.get("drop", [])]:
         if name != "ALL" and name not in LINUX_CAPS:
