@@ -35,7 +35,10 @@ from flatroute.render.view import (
 
 NAME = "sonic"
 #: SONiC runs FRR: it expresses everything the fabric can ask
-UNSUPPORTED: dict[Feature, str] = {}
+UNSUPPORTED: dict[Feature, str] = {
+    Feature.USID: "the CONFIG_DB rendering of SRV6_MY_LOCATORS / SRV6_MY_SIDS is not done yet; give"
+    " this router platform frr, or take it off the uSID path (usid: false)",
+}
 VRF = "default"
 
 

@@ -66,7 +66,15 @@ def test_frr_blocks_end_with_bang_and_no_exit_or_trailing_comments(f: RenderedFi
 def test_srv6_companion_installs_the_end_sid(f: RenderedFile) -> None:
     assert f.text.startswith("#!/bin/sh\n")
     assert "set -eu" in f.text
-    assert re.search(r"ip -6 route replace \S+/128 encap seg6local action End dev flrsid", f.text)
+    full = re.search(r"ip -6 route replace \S+/128 encap seg6local action End dev flrsid",
+                     f.text)
+    # uSID F3216: End with the NEXT-C-SID flavour over the router's /48, eBPF uN otherwise
+    usid = re.search(r"ip -6 route replace (\S+/48) encap seg6local action End flavors "
+                     r"next-csid lblen 32 nflen 16 dev flrsid", f.text)
+    assert full or usid
+    if usid:
+        assert f"--behavior uN --sid {ip_network(usid.group(1)).network_address} " \
+            f"--locator {usid.group(1)}" in f.text
     assert "seg6_enabled" in f.text
 
 
