@@ -29,7 +29,9 @@ SID_DEVICE = "flrsid"
 #: finds the way out itself (bpf_fib_lookup) and no route is written
 BPF_ENCAP_DEVICE = "(bpf)"
 #: behaviours that need a VRF device (absent on kernels without VRF support)
-NEEDS_VRF = (Behavior.END_DT4, Behavior.END_DT46)
+NEEDS_VRF = (Behavior.END_DT4, Behavior.END_DT46, Behavior.UDT4, Behavior.UDT46)
+#: the uSID behaviours (RFC 9800 NEXT-C-SID, F3216)
+USID_BEHAVIORS = (Behavior.UN, Behavior.UA, Behavior.UDT4, Behavior.UDT6, Behavior.UDT46)
 
 
 def metric(version: int) -> int:
@@ -77,8 +79,9 @@ def srv6_routes(state: NodeState, *, vrf: bool, encap_device: str | None
             skipped.append(Skipped(f"SID {sid.sid} ({sid.behavior.value})",
                                    "behaviour not supported by the speaker"))
             continue
-        out.append(Route(ip_network(f"{sid.sid}/128"), (Nexthop(None, SID_DEVICE),), local,
-                         metric=V6_METRIC, kind="sid"))
+        # a uSID is matched as a prefix (block:ID::/48); a full SID as its address
+        out.append(Route(ip_network(f"{sid.sid}/{sid.length}"), (Nexthop(None, SID_DEVICE),),
+                         local, metric=V6_METRIC, kind="sid"))
     for er in state.encap_routes:
         if encap_device is None:
             skipped.append(Skipped(f"encap route {er.prefix}", "no uplink interface is up"))
@@ -103,6 +106,10 @@ def _seg6local(b: Behavior) -> Seg6Local | None:
         return Seg6Local("End.DT4", vrf_table=254)
     if b is Behavior.END_DT46:
         return Seg6Local("End.DT46", vrf_table=254)
+    if b in USID_BEHAVIORS:
+        # uSIDs keep their RFC 9800 names in the route model: the eBPF datapath takes them as
+        # they are, the kernel adapter writes End / End.X with the NEXT-C-SID flavour
+        return Seg6Local(b.value)
     return None
 
 
