@@ -339,10 +339,13 @@ class _Builder:
     def _wan(self, me: WiredRouter) -> RouterView:
         all_rules: list[Rule] = []
         lists: list[PrefixList] = []
+        # with several WAN routers, each learns the others' locators through the sites'
+        # edges (see _wan_lists)
+        others = [Rule(w) for w in self.wan_locators] if len(self.wan_locators) > 1 else []
         for site in self.f.sites:
             rules = self._site_locators(site)
             all_rules += rules
-            lists.append(PrefixList(site_list_name(site.name), 6, tuple(rules)))
+            lists.append(PrefixList(site_list_name(site.name), 6, tuple(rules + others)))
         all_rules += [Rule(w) for w in self.wan_locators]
         lists.append(PrefixList(ALL_LOCATORS, 6, tuple(all_rules)))
         return self._view(me, [], lists, ())
