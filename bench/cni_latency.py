@@ -68,7 +68,7 @@ def inner(spec: dict[str, object]) -> None:
     times: dict[tuple[str, str, str], list[float]] = {}
     service = None
     if spec.get("socket"):
-        service = subprocess.Popen([sys.executable, "-m", "flatroute.cli", "cni", "serve",
+        service = subprocess.Popen([sys.executable, "-m", "cli.main", "cni", "serve",
                                     "--socket", str(spec["socket"])], cwd=ROOT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15

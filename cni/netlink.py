@@ -1,6 +1,6 @@
 """The plugin's rtnetlink layer: links, veth pairs, addresses, neighbours and host routes.
 
-Messages are built and parsed by the one codec, `flatroute.rtnetlink` (stdlib only, also the
+Messages are built and parsed by the one codec, `rtnetlink` (stdlib only, also the
 speaker's). The plugin is exec'd once per pod, so start-up is the budget: `import pyroute2`
 alone costs ~350 ms, `import socket` a few ms more. Each step's messages go in one batch and
 every ACK is read. `setns(2)` comes through `_ctypes` (Python 3.11 has no `os.setns`), imported
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 
-from flatroute import rtnetlink as rt
-from flatroute.rtnetlink import AF_INET, AF_INET6, IFF_UP, NetlinkError
+import rtnetlink as rt
+from rtnetlink import AF_INET, AF_INET6, IFF_UP, NetlinkError
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: `import typing` costs ~20 ms of start-up
 if TYPE_CHECKING:

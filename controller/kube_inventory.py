@@ -31,10 +31,11 @@ from controller.kube_publisher import KubePublisher, LedgerStore, ledger_path
 from controller.reconciler import DEFAULT_RELEASE_GRACE, CycleResult, Reconciler
 from flatroute import logging as flog
 from flatroute.errors import AdapterError, InvalidInput
-from flatroute.kube.api import NODES, KubeApi, KubeError, connect
-from flatroute.kube.fabric import Assembled, Discovery, Unplaced, assemble
-from flatroute.kube.leader import LeaderElector, LeaseConfig
-from flatroute.kube.objects import (
+from flatroute.logging import get_logger
+from kube.api import NODES, KubeApi, KubeError, connect
+from kube.fabric import Assembled, Discovery, Unplaced, assemble
+from kube.leader import LeaderElector, LeaseConfig
+from kube.objects import (
     FABRICCONFIGS,
     NODESTATES,
     RACKPEERINGS,
@@ -42,8 +43,7 @@ from flatroute.kube.objects import (
     merge_conditions,
     merge_patch_for,
 )
-from flatroute.kube.reflector import Backoff, Reflector, wait_synced
-from flatroute.logging import get_logger
+from kube.reflector import Backoff, Reflector, wait_synced
 
 DEFAULT_NAMESPACE = "flatroute-system"
 DEFAULT_LEASE = "flatroute-controller"

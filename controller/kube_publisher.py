@@ -25,8 +25,9 @@ from controller.publisher import Published, PublishResult
 from controller.states import Rendered
 from flatroute.errors import AdapterError
 from flatroute.files import write_atomic
-from flatroute.kube.api import CONFIGMAPS, Conflict, KubeApi, NotFound, Obj
-from flatroute.kube.objects import (
+from flatroute.logging import get_logger
+from kube.api import CONFIGMAPS, Conflict, KubeApi, NotFound, Obj
+from kube.objects import (
     FABRIC_LABEL,
     MANAGED_BY,
     NODESTATES,
@@ -37,8 +38,7 @@ from flatroute.kube.objects import (
     now_rfc3339,
     strip_nulls,
 )
-from flatroute.kube.reflector import Reflector
-from flatroute.logging import get_logger
+from kube.reflector import Reflector
 
 LEDGER_CONFIGMAP = "flatroute-ledger"
 LEDGER_KEY = "ledger.json.gz"

@@ -185,7 +185,7 @@ def _shape_and_values(n: NodePlan) -> tuple[Hashable, list[str]]:
     peers = []
     for p in n.peers:
         peers.append((p.tor, p.asn, p.address, p.families, p.local_address is None,
-                      p.ipv6_next_hop is None))
+                      p.ipv6_next_hop is None, p.bfd))
         if p.local_address is not None:
             values.append(f'"{_addr(p.local_address)}"')
         if p.ipv6_next_hop is not None:

@@ -27,6 +27,7 @@ Controllers import `parse()`; it needs the standard library only.
     }
 
 Session states: idle (not started), connect (TCP up, no OPEN yet), established, down.
+Session `bfd`: up, down, off (this ToR runs no BFD: BGP alone decides), null (not known yet).
 """
 
 from __future__ import annotations

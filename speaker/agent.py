@@ -28,13 +28,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flatroute import ROUTE_PROTOCOL
-from flatroute.errors import AdapterError, FlatrouteError, InvalidInput
+from flatroute.errors import FlatrouteError, InvalidInput
 from flatroute.fabric.naming import is_pod_veth
 from flatroute.files import write_atomic
 from flatroute.logging import get_logger
 from flatroute.nodestate import NodeState
 from flatroute.speaker_status import SessionStatus, SpeakerStatus, now_iso
-from speaker import announce, exabgp_config, grace, kernel_routes, linkwatch, node_settings
+from speaker import (
+    announce,
+    bfd,
+    exabgp_config,
+    grace,
+    kernel_routes,
+    linkwatch,
+    node_settings,
+    uplinks,
+)
 from speaker.bfd import BfdAdapter, Bfdd
 from speaker.bpf_reconcile import BpfAdapter, BpfSync, list_links, real_bpf
 from speaker.capabilities import (
@@ -106,6 +115,7 @@ class Agent:
         self.session = ExaBGPSession(process, self.paths, log=self.log,
                                      on_restart=self._on_exabgp_restart)
         self.bfdd: BfdAdapter = bfdd or Bfdd(opts.run_dir, self.log)
+        self.bfdd.subscribe(self._on_bfd)
         self.hold = grace.RestartHold(self.clock.monotonic())
         self.static_done = ""  # generation whose static parts (sysctls, files) were applied
         self.applied_generation: str | None = None
@@ -121,6 +131,12 @@ class Agent:
     def _on_link(self, name: str) -> None:
         """A pod's host veth appeared: on the eBPF datapath, attach to it now, not next pass."""
         if self.datapath == "bpf" and is_pod_veth(name):
+            self.trigger.set()
+
+    def _on_bfd(self, peer: str, state: str) -> None:
+        """bfdd saw a peer change state (its event thread): the kernel follows in this pass."""
+        if self.sessions.set_bfd(peer, state):
+            self.log.info("bfd_state", peer=peer, state=state, via="event")
             self.trigger.set()
 
     def _on_exabgp_restart(self) -> None:
@@ -226,13 +242,16 @@ class Agent:
         return None
 
     def _reconcile(self, wanted: Desired) -> list[str]:
-        st, errors = self.discovery.resolve(
-            wanted.state, self._by_peer(), now=self.clock.monotonic(), wall=self.clock.time())
-        d = self.resolved = Desired(st, wanted.generation, wanted.md5, wanted.datapath) \
-            if st is not wanted.state else wanted
-        if self.static_done != d.generation:
+        st, errors = uplinks.resolve(wanted.state, self.kernel.addresses())
+        st, more = self.discovery.resolve(
+            st, self._by_peer(), now=self.clock.monotonic(), wall=self.clock.time())
+        errors += more
+        d = self.resolved = Desired(st, wanted.generation, wanted.md5, wanted.datapath)
+        # static settings (sysctls, files) again when the generation or an uplink changes
+        static_key = d.generation + repr([u.interface for u in st.uplinks])
+        if self.static_done != static_key:
             errors += node_settings.apply(self.kernel, st, d.datapath, self.opts.node_file_path)
-            self.static_done = d.generation if not errors else ""
+            self.static_done = static_key if not errors else ""
         self.sessions.configure({str(p.address): (p.name, d.md5 is not None) for p in st.peers},
                                 st.asn)
         try:
@@ -252,22 +271,7 @@ class Agent:
         return {s.peer: s for s in self.sessions.snapshot()}
 
     def _bfd(self, st: NodeState) -> list[str]:
-        if not st.bgp.bfd:
-            if self.bfdd.pid is not None:
-                self.bfdd.stop()
-            for p in st.peers:
-                self.sessions.set_bfd(str(p.address), None)
-            return []
-        if not self.bfdd.available():
-            return ["BFD is configured but FRR bfdd/vtysh are not installed"]
-        try:
-            self.bfdd.start(st)
-        except AdapterError as exc:
-            return [str(exc)]
-        for peer, state in self.bfdd.poll(str(p.address) for p in st.peers).items():
-            if self.sessions.set_bfd(peer, state):
-                self.log.info("bfd_state", peer=peer, state=state)
-        return [self.bfdd.error] if self.bfdd.error else []
+        return bfd.sync(self.bfdd, self.sessions, st, self.log)
 
     def _restart_cap(self, st: NodeState) -> float:
         return grace.restart_cap(st, self.opts.restart_hold)

@@ -62,13 +62,14 @@ class Options:
 
 
 def read_md5(state: NodeState, config_dir: str, source: str) -> str | None:
-    if state.bgp.md5_file is None:
-        if state.bgp.md5_kubernetes is not None:
+    ref = state.bgp.md5
+    if ref is None or not ref.file:
+        if ref is not None:
             raise InvalidInput([field_error(source, "spec.bgp.md5.kubernetesSecret",
                                             "Kubernetes secrets need Kubernetes mode; "
                                             "static mode takes bgp.md5.file")])
         return None
-    path = os.path.join(config_dir, state.bgp.md5_file)  # absolute paths stay as they are
+    path = os.path.join(config_dir, ref.file)  # absolute paths stay as they are
     try:
         with open(path, encoding="utf-8") as fh:
             return fh.read().strip()

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from flatroute import nodestate, speaker_status
 from flatroute.files import write_atomic
-from flatroute.kube.objects import NodeStatus, SessionStatus
 from flatroute.logging import get_logger
+from kube.objects import NodeStatus, SessionStatus
 from speaker.kube_source import Desired, open_source, run
 
 

@@ -3,7 +3,7 @@ on that NodeState's status subresource, and only when it changed.
 
 - `KubeNodeStateSource` watches exactly one object: list+watch of nodestates with
   `fieldSelector=metadata.name=<node>` (what RBAC `resourceNames` can authorise), relisting
-  on 410 and backing off on errors (`flatroute.kube.reflector`). `desired()` parses the spec
+  on 410 and backing off on errors (`kube.reflector`). `desired()` parses the spec
   with the one NodeState parser; a malformed spec is reported, never applied.
 - `KubeStatusWriter.report(status)` builds the status document deterministically (condition
   timestamps move only on transitions; no heartbeat fields) and sends a merge patch of the
@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from flatroute.errors import InvalidInput
-from flatroute.kube.api import KubeApi, KubeError, connect
-from flatroute.kube.objects import (
+from flatroute.logging import get_logger
+from flatroute.nodestate import NodeState
+from kube.api import KubeApi, KubeError, connect
+from kube.objects import (
     NODESTATES,
     NodeStatus,
     canonical_hash,
@@ -32,9 +34,7 @@ from flatroute.kube.objects import (
     parse_node_state,
     strip_nulls,
 )
-from flatroute.kube.reflector import Backoff, Reflector
-from flatroute.logging import get_logger
-from flatroute.nodestate import NodeState
+from kube.reflector import Backoff, Reflector
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,8 @@ def reason_words(reason: str, *, md5: bool, ever_connected: bool) -> str:
 
 
 BFD_DOWN = "BFD down: the peer stopped answering (sub-second detection)"
+#: the BFD state of a session whose ToR does not run BFD: BGP alone decides
+BFD_OFF = "off"
 
 
 @dataclass(slots=True)
@@ -67,7 +69,7 @@ class Session:
     #: prefix -> next hop address, as learned from this peer
     received: dict[str, str] = field(default_factory=dict)
     eor: set[str] = field(default_factory=set)
-    bfd: str | None = None  # up | down | None (no BFD)
+    bfd: str | None = None  # up | down | off (no BFD for this peer) | None (not known yet)
     flaps: int = 0
 
     @property

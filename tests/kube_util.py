@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from fakekube.server import FakeApiServer, client_configuration
-from flatroute.kube.api import KubeApi
-from flatroute.kube.seed import node_object, objects_from_fabric
+from kube.api import KubeApi
+from kube.seed import node_object, objects_from_fabric
 
 ROOT = Path(__file__).resolve().parent.parent
 CRDS = ROOT / "deploy" / "crds.yaml"

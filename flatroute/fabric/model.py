@@ -227,6 +227,8 @@ class Router:
     peering: Peering = field(default_factory=Peering)
     locator: IPv6Network | None = None
     ports: tuple[tuple[str, str], ...] = ()
+    #: ToRs only: BFD on (True) or off (False) for this ToR's sessions; None: the rack's choice
+    bfd: bool | None = None
     #: runs uSID behaviours (uN) in a usid-f3216 fabric: takes a node ID from the ledger
     usid: bool = False
 
@@ -242,6 +244,14 @@ class Rack:
     name: str
     site: str
     tors: tuple[Router, ...]
+    #: BFD on or off for the rack's ToRs (a ToR's own `bfd` wins); None: spec.bgp.bfd.enabled
+    bfd: bool | None = None
+
+
+def tor_bfd(fabric_enabled: bool, rack: Rack, tor: Router) -> bool:
+    """BFD for a ToR's sessions: its own `bfd`, else its rack's, else the fabric's."""
+    choice = tor.bfd if tor.bfd is not None else rack.bfd
+    return fabric_enabled if choice is None else choice
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +313,17 @@ class Fabric:
 
     def racks(self) -> dict[str, Rack]:
         return {r.name: r for s in self.sites for r in s.racks}
+
+    def bfd_on(self, router: str) -> bool:
+        """Whether `router` runs BFD: a ToR's own `bfd`, else its rack's, else the fabric's
+        `spec.bgp.bfd.enabled` (spines and WAN routers follow the fabric). Timers are the
+        fabric's. A router link uses BFD only when both its ends do."""
+        for s in self.sites:
+            for rack in s.racks:
+                for t in rack.tors:
+                    if t.name == router:
+                        return tor_bfd(self.bgp.bfd.enabled, rack, t)
+        return self.bgp.bfd.enabled
 
     def routers(self) -> dict[str, Router]:
         out = {r.name: r for r in self.wan_routers}

@@ -185,7 +185,8 @@ class FabricParser:
         if bool(f) == bool(kname):
             r.error(f"{p}.secretRef", "give exactly one of file or kubernetesSecret")
             return None
-        return SecretRef(file=f, kubernetes_name=kname, kubernetes_key=kkey or MD5_SECRET_KEY)
+        return SecretRef(file=f, kubernetes_name=kname,
+                         kubernetes_key=(kkey or MD5_SECRET_KEY) if kname else None)
 
     def _bfd(self, raw: Any) -> Bfd:
         r, p = self.r, "spec.bgp.bfd"
@@ -291,7 +292,7 @@ class FabricParser:
         r = self.r
         keys = {"name", "asn", "routerId", "platform", "locator", "ports", "usid"}
         if peering:
-            keys.add("peering")
+            keys |= {"peering", "bfd"}
         m = r.mapping(raw, p, keys)
         name = r.get(m, "name", p, r.name, required=True)
         asn = r.get(m, "asn", p, r.asn, required=True)
@@ -302,12 +303,14 @@ class FabricParser:
         usid = bool(r.get(m, "usid", p, r.boolean, default=False))
         ports = r.mapping(m.get("ports", {}) if m else None, f"{p}.ports", None)
         peer = Peering()
+        bfd = None
         if peering:
             peer = self._peering(m.get("peering") if m else None, f"{p}.peering")
+            bfd = r.get(m, "bfd", p, r.boolean)
         if name is None:
             return None
         return Router(name, asn or 0, rid or NO_ID, Platform(plat or "frr"), peer, loc,
-                      tuple(sorted((str(k), str(v)) for k, v in (ports or {}).items())), usid)
+                      tuple(sorted((str(k), str(v)) for k, v in (ports or {}).items())), bfd, usid)
 
     def _peering(self, raw: Any, p: str) -> Peering:
         r = self.r
@@ -354,8 +357,9 @@ class FabricParser:
 
     def _rack(self, raw: Any, p: str, site: str) -> Rack | None:
         r = self.r
-        m = r.mapping(raw, p, {"name", "tors"})
+        m = r.mapping(raw, p, {"name", "tors", "bfd"})
         name = r.get(m, "name", p, r.name, required=True)
+        bfd = r.get(m, "bfd", p, r.boolean)
         tors = tuple(
             x for tp, item in r.items(m.get("tors") if m else None, f"{p}.tors")
             if (x := self._router(item, tp, peering=True)) is not None
@@ -368,7 +372,7 @@ class FabricParser:
                 r.error(f"{p}.tors", "a rack has at most two ToRs", count)
         if name is None:
             return None
-        return Rack(name, site, tors)
+        return Rack(name, site, tors, bfd)
 
     def _node(self, raw: Any, p: str) -> Node | None:
         r = self.r

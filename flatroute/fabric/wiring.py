@@ -1,7 +1,7 @@
 """The fabric's wiring, derived once: router roles, every link and the addresses on its ends.
 
-The lab (`flatroute.lab.topology`), the router views (`flatroute.render.view`) and the Vagrant
-lab (`flatroute.render.vagrant`) all read a `Wiring`; none of them works out by itself which
+The lab (`lab.topology`), the router views (`render.view`) and the Vagrant
+lab (`render.vagrant`) all read a `Wiring`; none of them works out by itself which
 router meets which, what an interface is called or where an address goes.
 
 The shape:

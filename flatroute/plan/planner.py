@@ -28,7 +28,6 @@ from flatroute.plan.alloc import parse_net
 from flatroute.plan.allocate import Allocator
 from flatroute.plan.model import (
     Behavior,
-    BgpSettings,
     Ledger,
     LedgerEntry,
     NodePlan,
@@ -92,13 +91,10 @@ def plan(
     sites = SitePlanner(f, f.routers(), plans, problems,
                         {r.name: r for r in usid_routers.values()}).plans_by_site()
     problems.raise_invalid()
-    bgp = f.bgp
     return Plan(
         fabric=f.name,
         mtu=f.pods.mtu,
-        bgp=BgpSettings(bgp.hold_time, bgp.keepalive, bgp.graceful_restart, bgp.md5,
-                        bgp.communities, bgp.bfd.enabled, bgp.bfd.min_rx_ms,
-                        bgp.bfd.min_tx_ms, bgp.bfd.multiplier),
+        bgp=f.bgp,
         srv6=Srv6Settings(f.srv6.enabled, f.srv6.encap_mode, f.srv6.format.value),
         nodes=tuple(plans),
         sites=sites,
@@ -173,7 +169,8 @@ class _Memo:
             rack = self.racks[rack_name]
             site = self.sites[rack.site]
             key = (rack, site.name, site.ipv4_pools, site.ipv6_pools, site.locator_block,
-                   f.asn, f.pods, f.bgp.ipv4_over_ipv6, f.srv6.enabled, f.srv6.scope,
+                   f.asn, f.pods, f.bgp.ipv4_over_ipv6, f.bgp.bfd.enabled, f.srv6.enabled,
+                   f.srv6.scope,
                    f.srv6.decap_ipv4, f.srv6.decap_ipv6, f.srv6.locator_length,
                    f.srv6.datapath, f.srv6.format, f.srv6.locator_block, f.srv6.node_ids,
                    self.rack_asns.get(rack_name))

@@ -225,7 +225,7 @@ def publish(lab: Lab, spec: dict[str, Any] | str) -> None:
 def start_speaker(lab: Lab, *extra: str) -> subprocess.Popen[bytes]:
     log = open(os.path.join(lab.tmp, "speaker.log"), "ab")  # noqa: SIM115
     lab.speaker = subprocess.Popen(
-        ["ip", "netns", "exec", lab.node_ns, sys.executable, "-m", "flatroute.cli", "speaker",
+        ["ip", "netns", "exec", lab.node_ns, sys.executable, "-m", "cli.main", "speaker",
          "run", "--node", "n1", "--state-dir", lab.state_dir, "--run-dir", lab.run_dir,
          "--config-dir", lab.tmp, "--interval", "1", "--bpf-dir", lab.bpf_dir, *extra],
         stdout=log, stderr=log)

@@ -16,9 +16,9 @@ import pytest
 
 from controller.kube_inventory import KubeController
 from fakekube.server import FakeApiServer
-from flatroute.kube.leader import LeaderElector, LeaseConfig
-from flatroute.kube.objects import NodeStatus, SessionStatus
-from flatroute.kube.reflector import Backoff
+from kube.leader import LeaderElector, LeaseConfig
+from kube.objects import NodeStatus, SessionStatus
+from kube.reflector import Backoff
 from speaker import kube_source
 from speaker.kube_source import Desired, KubeNodeStateSource, KubeStatusWriter
 from tests.kube_util import api_for, eventually, fake_with_crds, node, seed

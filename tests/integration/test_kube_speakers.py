@@ -18,14 +18,14 @@ import pytest
 import yaml
 
 from flatroute.fabric import parse_fabric
-from flatroute.kube.objects import NODESTATES
-from flatroute.lab import frr, host
-from flatroute.lab import srv6 as lab_srv6
-from flatroute.lab import up as labup
-from flatroute.lab.forward import Forwarder
-from flatroute.lab.state import LabState
-from flatroute.lab.topology import Topology, build
 from flatroute.plan import plan
+from kube.objects import NODESTATES
+from lab import frr, host
+from lab import srv6 as lab_srv6
+from lab import up as labup
+from lab.forward import Forwarder
+from lab.state import LabState
+from lab.topology import Topology, build
 from speaker.bpf.datapath import BpfDatapath
 from tests.conftest import EXAMPLES
 from tests.integration.test_lab import DATAPATH
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 def flatroute_cmd() -> list[str]:
-    return [sys.executable, "-m", "flatroute.cli"]
+    return [sys.executable, "-m", "cli.main"]
 
 
 class KubeLab:

@@ -28,7 +28,7 @@ LAB_ROOT = Path("/run/flatroute/lab")
 def flatroute(*args: str, timeout: float = 180,
               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("flatroute")
-    cmd = [exe] if exe else [sys.executable, "-m", "flatroute.cli"]
+    cmd = [exe] if exe else [sys.executable, "-m", "cli.main"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout,
                           check=False, env={**os.environ, **(env or {})})
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flatroute.lab.up import METRICS_PORT
+from lab.up import METRICS_PORT
 from tests.integration.test_lab import LAB_ROOT, Lab, running
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from flatroute.fabric import load_fabric, parse_fabric
-from flatroute.render import render
-from flatroute.render.frrcheck import FRR_DIR, check_file
-from flatroute.render.output import write_files
+from render import render
+from render.frrcheck import FRR_DIR, check_file
+from render.output import write_files
 from tests.conftest import EXAMPLES
 from tests.netns_util import Netns, capabilities, need_kernel_srv6, need_root, need_tool, sh
 from tests.unit.render.fabrics import big_rack

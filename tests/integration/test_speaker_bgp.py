@@ -120,7 +120,7 @@ def test_foreign_routes_are_left_alone(lab: L.Lab) -> None:
 
 
 def _cli(lab: L.Lab, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flatroute.cli", "speaker", *args, "--node",
+    return subprocess.run([sys.executable, "-m", "cli.main", "speaker", *args, "--node",
                            "n1", "--state-dir", lab.state_dir, "--run-dir", lab.run_dir],
                           capture_output=True, text=True, timeout=60, check=False)
 

@@ -122,7 +122,7 @@ def test_entries_survive_a_kill9_and_are_not_rewritten(lab: L.Lab) -> None:
 
 def test_drain_removes_every_program_filter_and_pin(lab: L.Lab) -> None:
     drain = subprocess.run(
-        [sys.executable, "-m", "flatroute.cli", "speaker", "drain", "--node", "n1",
+        [sys.executable, "-m", "cli.main", "speaker", "drain", "--node", "n1",
          "--state-dir", lab.state_dir, "--run-dir", lab.run_dir, "--timeout", "20"],
         capture_output=True, text=True, check=False)
     assert drain.returncode == 0, drain.stderr
@@ -134,7 +134,7 @@ def test_drain_removes_every_program_filter_and_pin(lab: L.Lab) -> None:
     assert "pref 7 u32" in sh("tc", "filter", "show", "dev", "tor1", "ingress",
                             ns=lab.node_ns).stdout
     undo = subprocess.run(
-        [sys.executable, "-m", "flatroute.cli", "speaker", "drain", "--undo", "--node", "n1",
+        [sys.executable, "-m", "cli.main", "speaker", "drain", "--undo", "--node", "n1",
          "--state-dir", lab.state_dir, "--run-dir", lab.run_dir, "--timeout", "20"],
         capture_output=True, text=True, check=False)
     assert undo.returncode in (0, 1)  # no session to announce through here: may time out

@@ -16,7 +16,7 @@ EXE = shutil.which("flatroute")
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [EXE] if EXE else [sys.executable, "-m", "flatroute.cli"]
+    cmd = [EXE] if EXE else [sys.executable, "-m", "cli.main"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60,
                           check=False)
 

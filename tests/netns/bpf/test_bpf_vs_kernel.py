@@ -53,7 +53,7 @@ def test_the_smallest_packets_are_encapsulated_too(lab: Lab) -> None:
     entry = EncapEntry(NET_B4, "encap", (SIDS["B:dx4"],), SRC_A)
     assert lab.dp["A"].apply(put=[entry]) == []
     with capture(lab.transit, "ta0") as frames:
-        out = sh(sys.executable, "-m", "flatroute.lab.probe", "--tries", "3", POD_B4,
+        out = sh(sys.executable, "-m", "lab.probe", "--tries", "3", POD_B4,
                  ns=lab.pod_a).stdout
     assert '"10.0.2.2": null' not in out, out
     outers = _outers(frames)

@@ -42,7 +42,7 @@ class Service:
     def spawn(self) -> subprocess.Popen[bytes]:
         with self.log.open("ab") as out:
             return subprocess.Popen(
-                ["ip", "netns", "exec", self.node.name, sys.executable, "-m", "flatroute.cli",
+                ["ip", "netns", "exec", self.node.name, sys.executable, "-m", "cli.main",
                  "cni", "serve", "--socket", str(self.node.socket), "--read-timeout", "1"],
                 stdout=out, stderr=subprocess.STDOUT)
 

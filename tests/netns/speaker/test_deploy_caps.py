@@ -86,7 +86,7 @@ def test_the_capability_probe_finds_the_same_under_the_manifests_capabilities() 
     need_root()
     need_tool("setpriv")
     caps = list(speaker_context()["capabilities"]["add"])  # type: ignore[index]
-    probe = [sys.executable, "-m", "flatroute.cli", "speaker", "probe", "--json"]
+    probe = [sys.executable, "-m", "cli.main", "speaker", "probe", "--json"]
 
     def checks(*cmd: str) -> dict[str, bool]:
         out = subprocess.run(list(cmd), capture_output=True, text=True, timeout=120,

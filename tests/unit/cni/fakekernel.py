@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+import rtnetlink as rt
 from cni import netlink as nl
 from cni import verbs
-from flatroute import rtnetlink as rt
 
 
 class FakeKernel:
@@ -160,7 +160,7 @@ class FakeKernel:
 
 
 class FakeSocket:
-    """The socket `flatroute.rtnetlink.Socket` talks to: every send answered at once."""
+    """The socket `rtnetlink.Socket` talks to: every send answered at once."""
 
     def __init__(self, kernel: FakeKernel) -> None:
         self.kernel = kernel

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+import rtnetlink as rt
 from cni import addr, errors, verbs
 from cni.config import Env, NetConf, parse_conf
 from cni.errors import CniError
 from cni.fakestore import FakeStore
 from flatroute import CNI_ROUTE_PROTOCOL, ROUTE_PROTOCOL
-from flatroute import rtnetlink as rt
 from tests.unit.cni.fakekernel import FakeKernel, install
 
 

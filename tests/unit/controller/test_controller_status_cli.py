@@ -15,12 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cli.main import main
 from controller.inventory import StaticFileInventory
 from controller.publisher import FilePublisher
 from controller.reconciler import Reconciler
 from controller.states import StateBuilder
 from controller.status import gather, render
-from flatroute.cli import main
 from flatroute.fabric import load_fabric
 from flatroute.nodestate import from_plan, to_json
 from flatroute.plan import plan
@@ -114,7 +114,7 @@ def test_sigterm_stops_the_controller_cleanly(tmp_path: Path) -> None:
     state = tmp_path / "state"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flatroute.cli", "controller", "run", "--fabric", str(fabric),
+        [sys.executable, "-m", "cli.main", "controller", "run", "--fabric", str(fabric),
          "--state-dir", str(state), "--poll", "0.05"],
         stderr=subprocess.PIPE, env=env, cwd=ROOT)
     try:

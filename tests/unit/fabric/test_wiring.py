@@ -158,9 +158,9 @@ def test_every_link_carries_the_underlay_mtu() -> None:
 
 
 def test_the_lab_and_the_renderers_share_the_wiring_and_its_role_enum() -> None:
-    from flatroute.lab.topology import build
-    from flatroute.render.vagrant import machines
-    from flatroute.render.view import build_views
+    from lab.topology import build
+    from render.vagrant import machines
+    from render.view import build_views
 
     for path in sorted(EXAMPLES.glob("*.yaml")):
         f = load_fabric(path)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flatroute.kube import crds
+from kube import crds
 from tests.kube_util import CRDS, fake_with_crds
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
@@ -57,7 +57,7 @@ def test_kustomization_lists_every_manifest() -> None:
 
 
 def test_crds_yaml_is_the_generated_one() -> None:
-    regenerate = "python -m flatroute.kube.crds > deploy/crds.yaml"
+    regenerate = "python -m kube.crds > deploy/crds.yaml"
     assert CRDS.read_text() == crds.render(), regenerate
 
 

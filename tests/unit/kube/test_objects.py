@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fakekube.patch import merge_patch
-from flatroute.kube.objects import (
+from kube.objects import (
     Condition,
     NodeStatus,
     SessionStatus,

@@ -13,9 +13,9 @@ import pytest
 from controller.kube_publisher import LedgerStore
 from fakekube.server import FakeApiServer
 from flatroute.errors import AdapterError
-from flatroute.kube.api import LEASES, NODES, Conflict, KubeApi, NotFound
-from flatroute.kube.leader import LeaderElector, LeaseConfig
-from flatroute.kube.reflector import Backoff, Reflector
+from kube.api import LEASES, NODES, Conflict, KubeApi, NotFound
+from kube.leader import LeaderElector, LeaseConfig
+from kube.reflector import Backoff, Reflector
 from tests.kube_util import api_for, eventually, fake_with_crds, node
 
 

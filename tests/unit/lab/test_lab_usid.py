@@ -7,8 +7,8 @@ from ipaddress import IPv6Address
 import yaml
 
 from flatroute.fabric import parse_fabric
-from flatroute.lab.srv6 import path_lines, router_behaviors, waypoint_arrivals
 from flatroute.plan import Plan, plan
+from lab.srv6 import path_lines, router_behaviors, waypoint_arrivals
 from tests.conftest import EXAMPLES
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flatroute.fabric import load_fabric
 from flatroute.fabric.wiring import Role
-from flatroute.lab.topology import build
 from flatroute.plan import plan
+from lab.topology import build
 from tests.conftest import EXAMPLES
 
 
@@ -47,7 +47,7 @@ def test_ports_are_honoured_and_non_linux_names_refused() -> None:
     import yaml
 
     from flatroute.fabric import parse_fabric
-    from flatroute.lab.topology import LabTopologyError
+    from lab.topology import LabTopologyError
 
     doc = yaml.safe_load((EXAMPLES / "two-site.yaml").read_text())
     tor = doc["spec"]["sites"][0]["racks"][0]["tors"][0]

@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from flatroute import rtnetlink as rt
+import rtnetlink as rt
 
 V6 = bytes.fromhex("fd000000000000000000000000000001")
 LL = bytes.fromhex("fe800000000000000000000000000001")

@@ -197,7 +197,7 @@ def test_flatroute_plan_runs_the_planner_with_the_collector_paused(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import gc
 
-    from flatroute import cli_core
+    from cli import fabric as cli_core
 
     seen: list[bool] = []
     real = cli_core.plan

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flatroute.cli import main
+from cli.main import main
 from tests.conftest import EXAMPLES
 
 SINGLE = str(EXAMPLES / "single-rack.yaml")

@@ -1,13 +1,13 @@
 """Golden renders: every example fabric x every platform matches fabric-configs/rendered/.
 
-After an intended change: `python -m flatroute.render.golden` (then review the diff)."""
+After an intended change: `python -m render.golden` (then review the diff)."""
 
 from __future__ import annotations
 
 import pytest
 
-from flatroute.render import PLATFORMS
-from flatroute.render.golden import RENDERED, ROOT, golden_files
+from render import PLATFORMS
+from render.golden import RENDERED, ROOT, golden_files
 
 GOLDEN = golden_files()
 
@@ -24,10 +24,10 @@ def test_render_matches_golden(fabric: str, platform: str) -> None:
     base = ROOT / RENDERED / fabric / platform
     files = {f.name: f.text for f in GOLDEN[fabric] if f.platform == platform}
     on_disk = {p.name for p in base.iterdir()} if base.is_dir() else set()
-    assert on_disk == set(files), "run: python -m flatroute.render.golden"
+    assert on_disk == set(files), "run: python -m render.golden"
     for name, text in files.items():
         assert (base / name).read_text() == text, (
-            f"{fabric}/{platform}/{name} differs: run python -m flatroute.render.golden "
+            f"{fabric}/{platform}/{name} differs: run python -m render.golden "
             "and review the diff")
 
 

@@ -12,8 +12,8 @@ from flatroute.errors import InvalidInput
 from flatroute.fabric import Fabric, load_fabric, parse_fabric
 from flatroute.fabric.wiring import Role
 from flatroute.plan import plan
-from flatroute.render import PLATFORMS, RenderedFile, render
-from flatroute.render.view import MD5_PLACEHOLDER, PEER_GROUP_THRESHOLD, build_views
+from render import PLATFORMS, RenderedFile, render
+from render.view import MD5_PLACEHOLDER, PEER_GROUP_THRESHOLD, build_views
 from tests.conftest import EXAMPLES
 from tests.unit.render.fabrics import big_rack, big_rack_text
 
@@ -245,7 +245,7 @@ def test_secret_never_in_clear_text_without_with_secrets(platform: str, tmp_path
 
 
 def test_files_with_secrets_are_written_private(tmp_path: Path) -> None:
-    from flatroute.render.output import write_files
+    from render.output import write_files
 
     secret = tmp_path / "md5"
     secret.write_text(SECRET)
@@ -287,7 +287,7 @@ def test_a_session_without_blocks_of_its_family_accepts_nothing() -> None:
 
 
 def test_long_node_names_give_bounded_policy_names() -> None:
-    from flatroute.render.view import MAX_POLICY_NAME, node_list_name
+    from render.view import MAX_POLICY_NAME, node_list_name
 
     long = "ip-10-0-1-2.eu-west-1.compute.internal.example.cluster.local"
     a, b = node_list_name(long, 4), node_list_name(long + "x", 4)

@@ -11,9 +11,9 @@ from ipaddress import ip_interface, ip_network
 
 import pytest
 
-from flatroute.render import render
-from flatroute.render.common import RenderedFile
-from flatroute.render.golden import golden_files
+from render import render
+from render.common import RenderedFile
+from render.golden import golden_files
 from tests.unit.render.fabrics import big_rack
 
 ALL: list[RenderedFile] = [f for files in golden_files().values() for f in files

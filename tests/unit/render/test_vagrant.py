@@ -16,9 +16,9 @@ from flatroute.fabric.naming import SERVERS_INTERFACE, ifname
 from flatroute.nodestate import from_json, from_plan, to_json
 from flatroute.plan import plan
 from flatroute.plan.model import Plan
-from flatroute.render import render
-from flatroute.render.common import RenderedFile
-from flatroute.render.vagrant import MD5_FILE, lab_secret, machines, render_vagrant, ruby_str
+from render import render
+from render.common import RenderedFile
+from render.vagrant import MD5_FILE, lab_secret, machines, render_vagrant, ruby_str
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "fabric-configs" / "examples"
@@ -26,8 +26,8 @@ COMMITTED = ROOT / "vagrant" / "two-site"
 CI = os.environ.get("CI") == "true"
 REGENERATE = (
     "python -c \"from pathlib import Path; from flatroute.fabric import load_fabric; "
-    "from flatroute.plan import plan; from flatroute.render.vagrant import render_vagrant; "
-    "from flatroute.render.output import write_files; "
+    "from flatroute.plan import plan; from render.vagrant import render_vagrant; "
+    "from render.output import write_files; "
     "f = load_fabric('fabric-configs/examples/two-site.yaml'); "
     "write_files(render_vagrant(f, plan(f)), Path('vagrant/two-site'), by_platform=False)\"")
 
@@ -221,7 +221,8 @@ def test_unnumbered_ports_md5_and_bfd() -> None:
     assert f"password {secret}" in files["configs/r1-tor/frr.conf"]
     assert all("FLATROUTE-MD5-PLACEHOLDER" not in t for t in files.values())
     state = from_json(files["configs/r1-n1/nodestate.json"])
-    assert state.bgp.md5_file == MD5_FILE and state.bgp.md5_kubernetes is None
+    assert state.bgp.md5 is not None and state.bgp.md5.file == MD5_FILE
+    assert state.bgp.md5.kubernetes_name is None
     assert files["configs/r1-n1/bgp-md5.secret"] == secret + "\n"
     assert MD5_FILE in files["provision/r1-n1.sh"]
     # BFD: bfdd is switched on where the config uses it

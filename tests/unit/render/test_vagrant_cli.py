@@ -11,7 +11,7 @@ from tests.conftest import EXAMPLES, ROOT
 
 def test_cli_renders_the_committed_vagrant_lab(tmp_path: Path) -> None:
     out = tmp_path / "two-site"
-    r = subprocess.run([sys.executable, "-m", "flatroute.cli", "render",
+    r = subprocess.run([sys.executable, "-m", "cli.main", "render",
                         str(EXAMPLES / "two-site.yaml"), "--platform", "vagrant", "--out",
                         str(out)], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
@@ -20,7 +20,7 @@ def test_cli_renders_the_committed_vagrant_lab(tmp_path: Path) -> None:
         if f.is_file():
             rel = f.relative_to(committed)
             assert (out / rel).read_text() == f.read_text(), rel
-    bad = subprocess.run([sys.executable, "-m", "flatroute.cli", "render",
+    bad = subprocess.run([sys.executable, "-m", "cli.main", "render",
                           str(EXAMPLES / "two-site.yaml"), "--platform", "vagrant", "--router",
                           "wan1"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2

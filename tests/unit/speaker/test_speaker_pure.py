@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+import rtnetlink as rt
 from flatroute import nodestate
-from flatroute import rtnetlink as rt
 from flatroute import speaker_status as status
 from flatroute.errors import InvalidInput
 from speaker import announce, bfd, exabgp_config, reconcile, rtnl
@@ -73,6 +73,17 @@ def test_validate_rejects_unknown_peer_and_bad_community() -> None:
     assert "unknown peer" in text and "elsewhere" in text and "communities[0]" in text
 
 
+def test_validate_refuses_more_prefixes_than_the_tors_accept() -> None:
+    """The ToRs' maximum-prefix (spec.bgp.maxPrefixes, carried in the node state) would tear
+    the session down: the speaker refuses the state instead of announcing it."""
+    announce.validate(ST, "f.json")
+    tight = nodestate.from_spec(spec(bgp={"maxPrefixes": len(ST.announce) - 1}))
+    with pytest.raises(InvalidInput) as exc:
+        announce.validate(tight, "f.json")
+    text = str(exc.value)
+    assert "spec.bgp.maxPrefixes" in text and "more than its ToRs accept" in text
+
+
 def test_render_config_golden_bits() -> None:
     conf = exabgp_config.render_config(ST, ["/py", "bridge", "/run/x.sock"], md5_password="pw",
                                        static=announce.desired(ST))
@@ -84,6 +95,7 @@ def test_render_config_golden_bits() -> None:
     assert "nexthop enable;" not in v4 and "ipv6 unicast;" not in v4
     for part in (v4, v6):
         assert "graceful-restart 120;" in part and "hold-time 9;" in part
+        assert "route-refresh enable;" in part  # a ToR may ask for our routes again
         assert 'md5-password "pw";' in part and "peer-as 65001;" in part
         assert "local-as 64512;" in part and "router-id 10.1.1.11;" in part
         assert "receive { parsed; update; }" in part and "neighbor-changes;" in part
@@ -229,7 +241,9 @@ def test_status_roundtrip_and_text() -> None:
 
 
 def test_bfd_render_and_parse() -> None:
-    conf = bfd.render(ST)
+    conf = bfd.render(nodestate.from_spec(spec(bgp={
+        "holdTime": 9, "communities": [], "bfd": {"minRx": 300, "minTx": 300,
+                                                  "multiplier": 3}})))
     assert " peer 10.1.1.1 local-address 10.1.1.11" in conf and "detect-multiplier 3" in conf
     assert "exit" not in conf
     assert bfd.parse_peers('[{"peer": "10.1.1.1", "status": "up"}, '

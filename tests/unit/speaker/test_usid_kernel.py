@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_network
 import pytest
 import yaml
 
-from flatroute import rtnetlink as rt
+import rtnetlink as rt
 from flatroute.fabric import parse_fabric
 from flatroute.nodestate import NodeState, from_plan
 from flatroute.plan import plan
