@@ -222,8 +222,10 @@ def srv6_script(view: RouterView, platform: str) -> str:
         loc = view.usid_locator
         what, sid, prefix = "uN SID (uSID F3216)", loc.network_address, str(loc)
         action = "End flavors next-csid lblen 32 nflen 16"
-        kernel = ("# Kernel uN is End with the NEXT-C-SID flavour: Linux 6.1+ with "
-                  "CONFIG_IPV6_SEG6_LWTUNNEL;")
+        kernel = ("# What FRR 8.4 expresses is in the .conf: the uSID locator announced in BGP "
+                  "(network).\n# It has no static SIDs and no uSID behaviour, so the uN itself "
+                  "is this script's.\n# Kernel uN is End with the NEXT-C-SID flavour: Linux 6.1+ "
+                  "with CONFIG_IPV6_SEG6_LWTUNNEL;")
         args = f"--behavior uN --sid {sid} --locator {loc}"
     else:
         assert view.end_sid is not None

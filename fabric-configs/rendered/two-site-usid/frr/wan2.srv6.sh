@@ -8,6 +8,8 @@
 #
 # The SRv6 uN SID (uSID F3216) of wan2: FRR 8.4 (bgpd, zebra) cannot program static
 # SRv6 SIDs, so run this once at boot, next to the FRR configuration. Idempotent.
+# What FRR 8.4 expresses is in the .conf: the uSID locator announced in BGP (network).
+# It has no static SIDs and no uSID behaviour, so the uN itself is this script's.
 # Kernel uN is End with the NEXT-C-SID flavour: Linux 6.1+ with CONFIG_IPV6_SEG6_LWTUNNEL; on a kernel without it (route add
 # fails: 'lwt encapsulation type not supported') the same End runs on flatroute's eBPF
 # datapath (`flatroute speaker end-sid`, tc at ingress of every interface; needs a
