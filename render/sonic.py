@@ -90,24 +90,8 @@ def config_db(view: RouterView) -> str:
     put("FLATROUTE_RENDER", "header", lines=header_lines(view, NAME, extra))
     put("DEVICE_METADATA", "localhost", hostname=r.name, bgp_asn=str(r.asn),
         docker_routing_config_mode="unified", frr_mgmt_framework_config="true")
-    if view.servers_v4 or view.servers_v6:
-        table = _iface_table(view.servers_interface)
-        put(table, view.servers_interface)
-        for addr in (view.servers_v4, view.servers_v6):
-            if addr is not None:
-                put(table, f"{view.servers_interface}|{addr}")
-    for iface in sorted({lk.interface for lk in view.links}
-                        | {s.interface for s in view.sessions if s.interface}):
-        put(_iface_table(iface), iface, ipv6_use_link_local_only="enable")
-    for pl in view.prefix_lists:
-        put("PREFIX_SET", pl.name, mode="IPv4" if pl.version == 4 else "IPv6")
-        if not pl.rules:
-            anyp = "0.0.0.0/0" if pl.version == 4 else "::/0"
-            put("PREFIX", f"{pl.name}|5|{anyp}|{0}..{32 if pl.version == 4 else 128}",
-                action="deny")
-        for i, rule in enumerate(pl.rules):
-            rng = "exact" if rule.ge is None else f"{rule.ge}..{rule.le}"
-            put("PREFIX", f"{pl.name}|{5 * (i + 1)}|{rule.prefix}|{rng}", action="permit")
+    _interfaces(view, put)
+    _prefix_sets(view, put)
     if view.sessions and view.communities:
         put("ROUTE_MAP", f"{FROM_NODES}|10", route_operation="permit",
             set_community_inline=list(view.communities))
@@ -138,6 +122,32 @@ def config_db(view: RouterView) -> str:
             put("BGP_NEIGHBOR_AF", f"{VRF}|{lk.interface}|{_af(fam)}", admin_status="true",
                 prefix_list_in=imp, prefix_list_out=exp, send_community="both")
     return json.dumps(db, indent=4, sort_keys=True) + "\n"
+
+
+def _interfaces(view: RouterView, put: Any) -> None:
+    """The server-facing interface with its addresses; link-local-only router links."""
+    if view.servers_v4 or view.servers_v6:
+        table = _iface_table(view.servers_interface)
+        put(table, view.servers_interface)
+        for addr in (view.servers_v4, view.servers_v6):
+            if addr is not None:
+                put(table, f"{view.servers_interface}|{addr}")
+    for iface in sorted({lk.interface for lk in view.links}
+                        | {s.interface for s in view.sessions if s.interface}):
+        put(_iface_table(iface), iface, ipv6_use_link_local_only="enable")
+
+
+def _prefix_sets(view: RouterView, put: Any) -> None:
+    """PREFIX_SET and PREFIX: an empty list denies everything, as FRR's would."""
+    for pl in view.prefix_lists:
+        put("PREFIX_SET", pl.name, mode="IPv4" if pl.version == 4 else "IPv6")
+        if not pl.rules:
+            anyp = "0.0.0.0/0" if pl.version == 4 else "::/0"
+            put("PREFIX", f"{pl.name}|5|{anyp}|{0}..{32 if pl.version == 4 else 128}",
+                action="deny")
+        for i, rule in enumerate(pl.rules):
+            rng = "exact" if rule.ge is None else f"{rule.ge}..{rule.le}"
+            put("PREFIX", f"{pl.name}|{5 * (i + 1)}|{rule.prefix}|{rng}", action="permit")
 
 
 def _nodes(view: RouterView, put: Any) -> None:
