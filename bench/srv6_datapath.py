@@ -4,7 +4,10 @@
 
 Builds, in namespaces of its own,
 
-    pod A --eth0/flr..-- node A --up0/ta0-- transit ("WAN") --tb0/up0-- node B --flr../eth0-- pod B
+    pod A --eth0/flr..-- node A --up0/ta0-- T1 --tb0/ta0-- T2 ... T5 --tb0/up0-- node B
+          --flr../eth0-- pod B
+
+(five transits, "WAN" routers, that every path crosses; the waypoints of a path are some of them)
 
 with IPv6 (and IPv4) underlay addresses and static routes, one pod per node made by the real
 `flatroute-cni` ADD (pod MTU 1400, so 64 to 80 bytes of SRv6 fit the 1500-byte underlay) and
@@ -14,7 +17,12 @@ order rotating from one repetition to the next:
   plain       plain IPv4 routing through the transit (the reference)
   bpf-encap   eBPF H.Encaps, one SID (End.DX4 by flr_sid at the far node's uplink ingress)
   bpf-red     eBPF H.Encaps.Red, one SID (no SRH)
-  bpf-2sid    eBPF H.Encaps, two SIDs: an End waypoint on the transit (flr_sid there), End.DX4
+  bpf-2sid    eBPF H.Encaps, two SIDs: an End waypoint on T1 (flr_sid there), End.DX4
+  full-2wp    eBPF H.Encaps.Red through T1 and T3 (End each), End.DX4: an SRH of 2 segments
+  full-5wp    eBPF H.Encaps.Red through T1..T5 (End each), End.DX4: an SRH of 5 segments
+  usid-0      eBPF uSID (F3216), no waypoint: the node's uDT46 in the destination, no SRH
+  usid-2      eBPF uSID through T1 and T3 (uN each): one container, no SRH
+  usid-5      eBPF uSID through T1..T5 (uN each): six uSIDs, one container, no SRH
   seg6        kernel `encap seg6 mode encap` + `seg6local End.DX4`, only if the kernel has it
   vxlan       kernel VXLAN between the nodes over the IPv4 underlay (what one would use instead)
 
@@ -22,6 +30,9 @@ Both directions take the same path (the TCP ACKs too). Switching paths changes o
 routes, the eBPF maps and which interfaces carry our tc filters; the pods are never touched.
 In the eBPF modes the nodes have no route to the other pod block at all, so every packet that
 arrives is known to have crossed the eBPF datapath (the counters are checked too).
+
+Before the repetitions, one echo request per path is captured at T1 and decoded: the bytes of
+encapsulation per packet (frame length less the Ethernet header and the inner IPv4 packet).
 
 Per path and repetition: iperf3 TCP throughput (Gbit/s, received) and 64-byte UDP packets/s as
 received by the server (iperf3 -u -l 64 -b 10G, the server's own JSON). The table gives the
@@ -38,8 +49,10 @@ starting `ip`, the adapter's only the apply() call on prebuilt entries).
 Goals (each printed as met / not met, for TCP and for UDP64, on the median ratios): eBPF
 H.Encaps.Red >= 0.95x plain, eBPF H.Encaps (1 SID) >= 0.85x plain, every eBPF mode ahead of
 VXLAN in the same run (with in how many repetitions it was ahead), the adapter's install and
-remove rates >= 1.0x ip -batch. The kernel seg6 path runs only where `speaker.capabilities`
-proves the kernel has seg6 (else "kernel seg6: not run: <reason>"); VXLAN likewise.
+remove rates >= 1.0x ip -batch; the five-waypoint uSID path carries 40 bytes of encapsulation
+(against 128 for H.Encaps.Red with full SIDs) and runs at >= 0.90x plain. The kernel seg6
+path runs only where `speaker.capabilities` proves the kernel has seg6 (else "kernel seg6:
+not run: <reason>"); VXLAN likewise.
 `--json FILE` writes every sample (with the eBPF counters' deltas per run) and every figure.
 
 A missed goal never makes the exit status non-zero. Everything it creates (namespaces, links,
@@ -56,6 +69,7 @@ import os
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -74,19 +88,32 @@ from flatroute.logging import configure as configure_logging  # noqa: E402
 # before the datapath module binds its logger: only warnings, the figures stay readable
 configure_logging(json=True, level="warning")
 
+from bench.srv6_paths import (  # noqa: E402
+    CHAIN,
+    SR_PATHS,
+    TRANSITS,
+    end_sid,
+    expected_overhead,
+    full_locator,
+    overhead,
+    usid_locator,
+)
 from speaker.bpf.datapath import PROG_ENCAP, PROG_SID, BpfDatapath  # noqa: E402
-from speaker.bpf.maps import EncapEntry, LocatorEntry, SidEntry  # noqa: E402
+from speaker.bpf.maps import EncapEntry, LocatorEntry, SidEntry, UsidEntry  # noqa: E402
 from speaker.capabilities import KERNEL_NEEDS, Capabilities, probe  # noqa: E402
 
 # --- addressing (only inside our namespaces) ----------------------------------------------------
 BLOCK_A, BLOCK_B = IPv4Network("10.70.1.0/26"), IPv4Network("10.70.2.0/26")
-UL4 = {"A": "198.18.1.1", "TA": "198.18.1.2", "TB": "198.18.2.2", "B": "198.18.2.1"}
-UL6 = {"A": "2001:db8:a::1", "TA": "2001:db8:a::2", "TB": "2001:db8:b::2", "B": "2001:db8:b::1"}
+#: link i (1..6) joins CHAIN[i-1] (.1 / ::1) and CHAIN[i] (.2 / ::2); node A's and node B's
+#: underlay addresses and their neighbours' ("TA": T1's toward A, "TB": T5's toward B)
+N_LINKS = len(CHAIN) - 1
+UL4 = {"A": "198.18.1.1", "TA": "198.18.1.2", "TB": f"198.18.{N_LINKS}.1",
+       "B": f"198.18.{N_LINKS}.2"}
+UL6 = {"A": "2001:db8:1::1", "TA": "2001:db8:1::2", "TB": f"2001:db8:{N_LINKS}::1",
+       "B": f"2001:db8:{N_LINKS}::2"}
 VX4 = {"A": "172.31.255.1", "B": "172.31.255.2"}
-LOC = {"A": "fc00:a::/48", "T": "fc00:f::/48", "B": "fc00:b::/48"}
 SRC = {"A": IPv6Address("fc00:a::1"), "B": IPv6Address("fc00:b::1")}
 DX4 = {"A": IPv6Address("fc00:a::d4"), "B": IPv6Address("fc00:b::d4")}
-T_END = IPv6Address("fc00:f::e")
 KSID = {"A": "fc00:a::100", "B": "fc00:b::100"}   # kernel seg6local End.DX4
 POD_MTU = 1400
 
@@ -97,9 +124,11 @@ PATHS: list[tuple[str, str]] = [
     ("bpf-2sid", "eBPF H.Encaps 2 SIDs (End)"),
     ("seg6", "kernel seg6 encap+End.DX4"),
     ("vxlan", "kernel VXLAN"),
+    *((name, p.label) for name, p in SR_PATHS.items() if name not in
+      ("bpf-encap", "bpf-red", "bpf-2sid")),
 ]
 LABEL = dict(PATHS)
-BPF_PATHS = ("bpf-encap", "bpf-red", "bpf-2sid")
+BPF_PATHS = tuple(SR_PATHS)
 UDP_RATE = "10G"
 
 N_PREFIXES = 10_000
@@ -220,14 +249,14 @@ class Lab:
         # the pods, by the real CNI plugin
         self.add_pod("A", "PA", BLOCK_A)
         self.add_pod("B", "PB", BLOCK_B)
-        for ns in (self.ns["A"], self.ns["T"], self.ns["B"]):
+        for ns in (self.ns[k] for k in CHAIN):
             for dev in sh("ls", "/sys/class/net", ns=ns).stdout.split():
                 sysctl(ns, f"net.ipv4.conf.{dev}.rp_filter=0", check=False)
         self._bpf_datapaths()
 
     def _namespaces(self) -> None:
-        """Nodes A and B and the transit T, forwarding, joined by veths A-T-B."""
-        for key in ("A", "T", "B"):
+        """Nodes A and B and the transits T1..T5, forwarding, joined by veths in a chain."""
+        for key in CHAIN:
             ns = self.add_ns(key)
             sysctl(ns, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
                    "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
@@ -235,31 +264,42 @@ class Lab:
             if self.kernel_seg6:
                 sysctl(ns, "net.ipv6.conf.all.seg6_enabled=1",
                        "net.ipv6.conf.default.seg6_enabled=1", check=False)
-        self.veth("A", "up0", "T", "ta0")
-        self.veth("T", "tb0", "B", "up0")
+        for i in range(N_LINKS):
+            left, right = CHAIN[i], CHAIN[i + 1]
+            self.veth(left, "up0" if left == "A" else "tb0",
+                      right, "up0" if right == "B" else "ta0")
 
     def _underlay(self) -> None:
-        a, t, b = self.ns["A"], self.ns["T"], self.ns["B"]
-        for ns, dev, key in ((a, "up0", "A"), (t, "ta0", "TA"), (t, "tb0", "TB"),
-                             (b, "up0", "B")):
-            ip(ns, "addr", "add", f"{UL4[key]}/24", "dev", dev)
-            ip(ns, "-6", "addr", "add", f"{UL6[key]}/64", "dev", dev, "nodad")
-        # IPv6 underlay: every locator, statically
-        for loc in (LOC["B"], LOC["T"]):
-            ip(a, "-6", "route", "add", loc, "via", UL6["TA"])
-        for loc in (LOC["A"], LOC["T"]):
-            ip(b, "-6", "route", "add", loc, "via", UL6["TB"])
-        ip(t, "-6", "route", "add", LOC["A"], "via", UL6["A"])
-        ip(t, "-6", "route", "add", LOC["B"], "via", UL6["B"])
-        # IPv4 on the transit: the pod blocks (used by the plain path only)
-        ip(t, "route", "add", str(BLOCK_A), "via", UL4["A"])
-        ip(t, "route", "add", str(BLOCK_B), "via", UL4["B"])
+        for i in range(N_LINKS):
+            for key, dev, host in ((CHAIN[i], "up0" if i == 0 else "tb0", 1),
+                                   (CHAIN[i + 1], "up0" if i == N_LINKS - 1 else "ta0", 2)):
+                ip(self.ns[key], "addr", "add", f"198.18.{i + 1}.{host}/24", "dev", dev)
+                ip(self.ns[key], "-6", "addr", "add", f"2001:db8:{i + 1}::{host}/64", "dev",
+                   dev, "nodad")
+        # every locator (full and uSID), the pod blocks and the nodes' underlay subnets,
+        # statically, toward the side they are on
+        for pos, me in enumerate(CHAIN):
+            for other_pos, other in enumerate(CHAIN):
+                if other_pos == pos:
+                    continue
+                right = other_pos > pos
+                via6 = f"2001:db8:{pos + 1}::2" if right else f"2001:db8:{pos}::1"
+                for loc in (full_locator(other), usid_locator(other)):
+                    ip(self.ns[me], "-6", "route", "add", str(loc), "via", via6)
+            if me in TRANSITS:
+                via_l, via_r = f"198.18.{pos}.1", f"198.18.{pos + 1}.2"
+                ip(self.ns[me], "route", "add", str(BLOCK_A), "via", via_l)
+                ip(self.ns[me], "route", "add", str(BLOCK_B), "via", via_r)
+                if pos > 1:
+                    ip(self.ns[me], "route", "add", "198.18.1.0/24", "via", via_l)
+                if pos < N_LINKS - 1:
+                    ip(self.ns[me], "route", "add", f"198.18.{N_LINKS}.0/24", "via", via_r)
 
     def _vxlan(self) -> None:
         """VXLAN between the nodes, over the IPv4 underlay (the transit routes 198.18.x);
         where the kernel has no VXLAN, `vxlan_reason` says why and the path is skipped."""
         a, b = self.ns["A"], self.ns["B"]
-        ip(a, "route", "add", "198.18.2.0/24", "via", UL4["TA"])
+        ip(a, "route", "add", f"198.18.{N_LINKS}.0/24", "via", UL4["TA"])
         ip(b, "route", "add", "198.18.1.0/24", "via", UL4["TB"])
         res = ip(a, "link", "add", "vx0", "type", "vxlan", "id", "42", "local", UL4["A"],
                  "remote", UL4["B"], "dstport", "4789", "dev", "up0", check=False)
@@ -281,21 +321,21 @@ class Lab:
                "action", "End.DX4", "nh4", "0.0.0.0", "dev", "up0")
 
     def _bpf_datapaths(self) -> None:
-        """The eBPF datapath on every node and on the transit, with their SIDs and locators."""
-        for key in ("A", "T", "B"):
+        """The eBPF datapath on every node and transit, with their SIDs and locators: the
+        nodes End.DX4 and a uDT46 uSID, the transits End and a uN uSID."""
+        for key in CHAIN:
             dp = BpfDatapath(os.path.join(self.bpffs, f"dp-{key}"), netns=self.ns[key])
             self.cleanup.push(f"bpf datapath {key}", dp.remove)
             dp.load()
             self.dp[key] = dp
-        for key in ("A", "B"):
-            failed = self.dp[key].apply(put=[SidEntry(DX4[key], "End.DX4"),
-                                             LocatorEntry(ipaddress.IPv6Network(LOC[key]))])
+            node = key in ("A", "B")
+            sids: list[SidEntry | UsidEntry | LocatorEntry] = [
+                SidEntry(DX4[key] if node else end_sid(key), "End.DX4" if node else "End"),
+                UsidEntry(usid_locator(key), "uDT46" if node else "uN"),
+                LocatorEntry(full_locator(key)), LocatorEntry(usid_locator(key))]
+            failed = dp.apply(put=sids)
             if failed:
                 raise RuntimeError(f"SID map of {key}: {failed}")
-        failed = self.dp["T"].apply(put=[SidEntry(T_END, "End"),
-                                         LocatorEntry(ipaddress.IPv6Network(LOC["T"]))])
-        if failed:
-            raise RuntimeError(f"SID map of the transit: {failed}")
 
     # -- switching paths -------------------------------------------------------------------------
 
@@ -327,20 +367,18 @@ class Lab:
                 ip(ns, "route", "del", dst, check=False)
         want: dict[tuple[str, str], str] = {}
         if path in BPF_PATHS:
+            sr = SR_PATHS[path]
             for node in ("A", "B"):
-                segs: tuple[IPv6Address, ...] = (DX4[far[node]],)
-                if path == "bpf-2sid":
-                    segs = (T_END, DX4[far[node]])
-                mode = "encap.red" if path == "bpf-red" else "encap"
-                entry = EncapEntry(remote[node], mode, segs, SRC[node])
+                src = usid_locator(node).network_address if sr.usid else SRC[node]
+                entry = EncapEntry(remote[node], sr.mode, sr.segments(node, DX4), src)
                 failed = self.dp[node].apply(put=[entry])
                 if failed:
                     raise RuntimeError(f"encap entry on {node}: {failed}")
                 want[(node, self.hostif[node])] = PROG_ENCAP
                 want[(node, "up0")] = PROG_SID
-            if path == "bpf-2sid":
-                want[("T", "ta0")] = PROG_SID
-                want[("T", "tb0")] = PROG_SID
+            for t in sr.waypoints:
+                want[(t, "ta0")] = PROG_SID
+                want[(t, "tb0")] = PROG_SID
         self._filters(want)
         if path not in BPF_PATHS:
             for node in ("A", "B"):
@@ -349,6 +387,36 @@ class Lab:
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {k: dp.counters() for k, dp in self.dp.items()}
+
+    def encap_bytes(self, path: str) -> int | None:
+        """Bytes of encapsulation of one echo request on `path`, captured arriving at T1."""
+        self.use(path)
+        pcap = os.path.join(self.tmp, f"encap-{path}.pcap")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns["T1"], "tcpdump", "-Z", "root", "-n", "-i", "ta0",
+             "-Q", "in", "-U", "-c", "1", "-s", "256", "-w", pcap,
+             "(ip and icmp) or (ip6 and (ip6[6] == 43 or ip6[6] == 4)) or "
+             "(udp port 4789 and udp[28:2] == 0x0800)"],  # VXLAN with IPv4 inside, not ARP
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr is not None
+            if "listening" not in proc.stderr.readline():
+                return None
+            self.ping()
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        with open(pcap, "rb") as fh:
+            raw = fh.read()
+        if len(raw) < 40:
+            return None
+        end = "<" if raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        incl, orig = struct.unpack(end + "II", raw[32:40])
+        return overhead(raw[40:40 + incl], orig)
 
     def ping(self) -> tuple[bool, str]:
         res = sh("ping", "-c", "3", "-i", "0.2", "-W", "2", "-q", self.pod_ip["PB"],
@@ -440,10 +508,13 @@ def check_bpf_counters(path: str, d: dict[str, dict[str, int]]) -> list[str]:
             problems.append(f"node {node} encapsulated nothing")
         if d[node].get("decap", 0) == 0:
             problems.append(f"node {node} decapsulated nothing")
-    if path == "bpf-2sid" and d["T"].get("end", 0) == 0:
-        problems.append("the transit's End did nothing")
+    sr = SR_PATHS[path]
+    counter = "usid_shift" if sr.usid else "end"
+    for t in sr.waypoints:
+        if d[t].get(counter, 0) == 0:
+            problems.append(f"the waypoint {t}'s {'uN' if sr.usid else 'End'} did nothing")
     for k, c in d.items():
-        for name in ("no_sid", "sl_mismatch", "too_big", "fib_fail", "error"):
+        for name in ("no_sid", "sl_mismatch", "too_big", "fib_fail", "error", "usid_end"):
             if c.get(name):
                 problems.append(f"{k}: {name} +{c[name]}")
     return problems
@@ -514,17 +585,20 @@ def fmt(st: dict[str, float] | None, scale: float = 1.0, digits: int = 2) -> str
             f"{st['max'] / scale:.{digits}f}]")
 
 
-def print_table(summary: dict[str, Any], reps: int, seconds: int) -> None:
+def print_table(summary: dict[str, Any], reps: int, seconds: int,
+                encap: dict[str, int | None]) -> None:
     print()
     print(f"pod to pod, {reps} interleaved repetitions, {seconds} s per test, pod MTU {POD_MTU}; "
-          "median [min-max]; ratio = path / plain routing of the same repetition")
-    head = (f"{'path':<28} {'TCP Gbit/s':>19} {'TCP ratio':>19} {'UDP64 kpps':>22} "
-            f"{'UDP64 ratio':>19}")
+          "median [min-max]; ratio = path / plain routing of the same repetition; encap = "
+          "bytes of encapsulation per packet, read off the wire at T1")
+    head = (f"{'path':<28} {'encap':>5} {'TCP Gbit/s':>19} {'TCP ratio':>19} "
+            f"{'UDP64 kpps':>22} {'UDP64 ratio':>19}")
     print(head)
     print("-" * len(head))
     for path, entry in summary.items():
         failed = f"  ({entry['failed']} failed)" if entry["failed"] else ""
-        print(f"{LABEL[path]:<28} {fmt(entry['tcp_gbps']):>19} "
+        got = encap.get(path)
+        print(f"{LABEL[path]:<28} {'-' if got is None else got:>5} {fmt(entry['tcp_gbps']):>19} "
               f"{fmt(entry['tcp_gbps_ratio']):>19} {fmt(entry['udp_pps'], 1e3, 1):>22} "
               f"{fmt(entry['udp_pps_ratio']):>19}{failed}")
 
@@ -532,6 +606,24 @@ def print_table(summary: dict[str, Any], reps: int, seconds: int) -> None:
 def per_rep(samples: dict[str, list[dict[str, Any]]], path: str, metric: str
             ) -> dict[int, float]:
     return {s["rep"]: s[metric] for s in samples.get(path, []) if "error" not in s}
+
+
+def usid_goals(summary: dict[str, Any], encap: dict[str, int | None]) -> list[dict[str, Any]]:
+    """The five-waypoint uSID path: 40 bytes (against full SIDs' 128), >= 0.90x plain."""
+    out: list[dict[str, Any]] = []
+    if "usid-5" not in summary:
+        return out
+    got, full = encap.get("usid-5"), encap.get("full-5wp")
+    want = expected_overhead(SR_PATHS["usid-5"])
+    out.append({"goal": f"{LABEL['usid-5']}: {want} bytes of encap (full SIDs: {full})",
+                "value": None if got is None or not full else got / full,
+                "met": got == want})
+    for metric, name in (("tcp_gbps", "TCP"), ("udp_pps", "UDP64")):
+        st = summary["usid-5"].get(metric + "_ratio")
+        value = st["median"] if st else None
+        out.append({"goal": f"{LABEL['usid-5']} {name} >= 0.90x plain", "value": value,
+                    "met": value is not None and value >= 0.9})
+    return out
 
 
 def goals(summary: dict[str, Any], samples: dict[str, list[dict[str, Any]]]
@@ -758,12 +850,18 @@ def _run(args: argparse.Namespace, caps: Capabilities, tag: str, cleanup: Cleanu
     report["not_run"] = notes
     report["pods"] = {"A": lab.pod_ip["PA"], "B": lab.pod_ip["PB"],
                       "host_veths": lab.hostif}
+    encap = {p: lab.encap_bytes(p) for p in paths}
+    for p, got in encap.items():
+        if p in SR_PATHS and got != expected_overhead(SR_PATHS[p]):
+            print(f"  {p}: {got} bytes of encapsulation on the wire, expected "
+                  f"{expected_overhead(SR_PATHS[p])}", flush=True)
+    report["encap_bytes"] = encap
     samples = run_paths(lab, paths, args.reps, args.seconds)
     summary = summarize(samples)
     report["samples"], report["summary"] = samples, summary
-    print_table(summary, args.reps, args.seconds)
+    print_table(summary, args.reps, args.seconds, encap)
     _say_not_run(notes)
-    gs = goals(summary, samples)
+    gs = goals(summary, samples) + usid_goals(summary, encap)
 
     if not args.no_install:
         print("\ninstall / remove benchmark ...", flush=True)

@@ -39,7 +39,7 @@ from flatroute.fabric.model import (
 )
 from flatroute.fabric.naming import ifname
 from flatroute.fabric.reader import Reader
-from flatroute.plan.model import Behavior, Family, NodePlan, Plan, Prefix, Segment, Sid
+from flatroute.plan.model import USID_DECAPS, Behavior, Family, NodePlan, Plan, Prefix, Segment, Sid
 
 API_VERSION = "flatroute.dev/v1"
 KIND = "NodeState"
@@ -115,9 +115,13 @@ class NodeState:
 
     @property
     def source_address(self) -> IPv6Address | None:
-        """The outer source address of packets this node encapsulates: its End SID."""
+        """The outer source address of packets this node encapsulates: its End SID (uSID
+        format: its own uSID, block:ID::)."""
         for s in self.local_sids:
             if s.behavior is Behavior.END:
+                return s.sid
+        for s in self.local_sids:
+            if s.behavior in USID_DECAPS:
                 return s.sid
         return None
 
@@ -182,17 +186,31 @@ def spec_doc(st: NodeState) -> dict[str, Any]:
         "srv6": {
             "enabled": st.srv6_enabled, "encapMode": st.encap_mode,
             "datapath": st.srv6_datapath, "locator": _s(st.locator),
-            "localSids": [{"sid": str(s.sid), "behavior": s.behavior.value}
-                          for s in st.local_sids],
+            "localSids": [_sid_doc(s) for s in st.local_sids],
             "routes": routes_doc(st.encap_routes),
         },
     }
 
 
+def _sid_doc(s: LocalSid) -> dict[str, Any]:
+    doc: dict[str, Any] = {"sid": str(s.sid), "behavior": s.behavior.value}
+    if s.length != 128:  # a uSID: matched as a prefix (absent for full SIDs, as before)
+        doc["length"] = s.length
+    return doc
+
+
 def routes_doc(routes: Iterable[EncapRoute]) -> list[dict[str, Any]]:
-    """The `spec.srv6.routes` member: every node of a site carries the same ones."""
-    return [{"prefix": str(r.prefix), "segments": [str(x) for x in r.segments],
-             "target": r.target, "policy": r.policy} for r in routes]
+    """The `spec.srv6.routes` member: every node of a site carries the same ones. In uSID
+    format `segments` are the containers (the compressed form on the wire) and `usids` the
+    uSIDs they carry."""
+    out = []
+    for r in routes:
+        doc: dict[str, Any] = {"prefix": str(r.prefix), "segments": [str(x) for x in r.segments],
+                               "target": r.target, "policy": r.policy}
+        if r.usids:
+            doc["usids"] = [str(u) for u in r.usids]
+        out.append(doc)
+    return out
 
 
 def to_json(st: NodeState) -> str:
@@ -382,9 +400,10 @@ class _NodeStateReader:
         sid = r.get(m, "sid", p, r.ipv6, required=True)
         behavior = r.get(m, "behavior", p, r.choice([b.value for b in Behavior]),
                          required=True)
+        length = r.get(m, "length", p, r.int_in(16, 128), default=128) or 128
         if sid is None or behavior is None:
             return None
-        return LocalSid(sid, Behavior(behavior))
+        return LocalSid(sid, Behavior(behavior), length)
 
     def _route(self, raw: Any, p: str) -> EncapRoute | None:
         r = self.r
@@ -395,9 +414,10 @@ class _NodeStateReader:
             r.error(p, "needs at least one segment")
         target = r.get(m, "target", p, r.string) or ""
         policy = r.get(m, "policy", p, r.string)
+        usids = r.get(m, "usids", p, r.net_list(r.net6)) or ()
         if prefix is None or not segments:
             return None
-        return EncapRoute(prefix, segments, target, policy)
+        return EncapRoute(prefix, segments, target, policy, usids)
 
 
 def _one_of(r: Reader, options: list[str], message: str) -> Callable[[Any, str], str | None]:

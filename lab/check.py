@@ -1,7 +1,10 @@
 """`flatroute lab test`: every BGP session Established, every pod reaching every pod over IPv4
 and IPv6, and, for pods in different sites, proof from a capture on the WAN router that the
 packets crossed the WAN as SRv6 (IPv6 outer header with an SRH, or IPv4/IPv6-in-IPv6 for
-encap.red with one SID) and that the WAN router holds no IPv4 pod route."""
+encap.red with one SID) and that the WAN router holds no IPv4 pod route. In a uSID fabric,
+each waypoint router's capture must show the packets arriving with the destination address
+the plan's hop-by-hop walk says (one uSID shifted off per hop), without an SRH where the path
+fits one container."""
 
 from __future__ import annotations
 
@@ -121,6 +124,36 @@ def matrix(state: LabState, topo: Topology, report: Report, say: Say) -> None:
         report.check(ok, f"ping IPv{fam} {s} -> {d}")
     if caps:
         _check_wan(topo, pods, caps, results, report, say)
+        _check_usid_hops(state, caps, report, say)
+
+
+def _check_usid_hops(state: LabState, caps: list[_Capture], report: Report, say: Say) -> None:
+    from lab.srv6 import waypoint_arrivals
+    from lab.view import lab_plan
+
+    arrivals = waypoint_arrivals(lab_plan(state))
+    if not arrivals:
+        return
+    say("")
+    say("uSID paths on the waypoints (destination addresses captured there):")
+    pcaps = {name: pcap for _, pcap, name in caps}
+    for router, seen in sorted(arrivals.items()):
+        pcap = pcaps.get(router)
+        if pcap is None:
+            report.check(False, f"{router}: a uSID waypoint without a capture")
+            continue
+        for da, srh in sorted(seen):
+            n = _count(pcap, f"ip6 dst {da}")
+            with_srh = _count(pcap, f"ip6 dst {da} and ip6[6] == 43")
+            say(f"  {router}: {n} packets to {da}, {with_srh} with an SRH")
+            report.check(n > 0, f"{router}: no packet arrived for {da}")
+            report.check(srh or with_srh == 0, f"{router}: {with_srh} packets to {da} carry "
+                         "an SRH, though the path fits one container")
+
+
+def _count(pcap: Path, expr: str) -> int:
+    out = host.run(["tcpdump", "-r", str(pcap), "-nn", expr], check=False).stdout
+    return len([ln for ln in out.splitlines() if ln.strip()])
 
 
 def _probe_all(pods: list[PodRecord]) -> _Results:

@@ -9,10 +9,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flatroute.errors import FlatrouteError
 from flatroute.files import write_atomic
 
 DEFAULT_ROOT = Path(os.environ.get("FLATROUTE_LAB_ROOT", "/run/flatroute/lab"))
 DEFAULT_PREFIX = "fl"
+
+
+class LabError(FlatrouteError):
+    """The lab could not be built or used."""
 
 
 @dataclass

@@ -18,27 +18,22 @@ from pathlib import Path
 
 import yaml
 
-from flatroute.errors import FlatrouteError
 from flatroute.fabric import load_fabric
 from flatroute.fabric.hosts import ROUTER_SYSCTLS
 from flatroute.fabric.model import Fabric
 from flatroute.fabric.wiring import Role
 from flatroute.plan import load_ledger, plan
-from flatroute.plan.model import Behavior, Plan, sid_of
+from flatroute.plan.model import Plan
 from flatroute.speaker_status import StatusError
 from flatroute.speaker_status import read as read_status
-from lab import frr, host, pods
-from lab.state import DEFAULT_ROOT, LabState, Proc, lab_dir, load
+from lab import frr, host, pods, srv6
+from lab.state import DEFAULT_ROOT, LabError, LabState, Proc, lab_dir, load
 from lab.topology import Topology, build
 
 Say = Callable[[str], None]
 
 #: the speakers' Prometheus endpoint, on each node namespace's loopback
 METRICS_PORT = 9474
-
-
-class LabError(FlatrouteError):
-    """The lab could not be built or used."""
 
 
 def flatroute_cmd() -> list[str]:
@@ -111,7 +106,7 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
     state.fabric_copy = str(copy)
     url, the_plan = _controller(state, fabric, copy, say)
     topo = build(fabric, the_plan, state.prefix, pods_per_node)
-    router_datapath = _srv6_datapaths(state, fabric, say)
+    router_datapath = srv6.router_datapath(state, fabric, say)
     say(f"[2/6] network: {len(topo.routers)} routers, {len(topo.nodes)} nodes, "
         f"{len(topo.links)} links")
     _network(state, topo)
@@ -127,6 +122,8 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
         "usable")
     _wait_routes(topo, the_plan, state.dir)
     _wait_speakers(the_plan, state.dir / "state")
+    if fabric.srv6.enabled:
+        srv6.wait_paths(topo, the_plan, state.dir)
     if url is not None:
         _wait_nodestates(url, [n.name for n in the_plan.nodes])
 
@@ -291,31 +288,6 @@ def _network(state: LabState, topo: Topology) -> None:
         host.ip_batch(ns, lines)
 
 
-def _srv6_datapaths(state: LabState, fabric: Fabric, say: Say) -> str | None:
-    """The lab's bpffs (the eBPF datapath pins there: `ip netns exec` hides /sys/fs/bpf), and
-    the datapath for the routers' End SIDs, chosen as the speakers choose theirs."""
-    if not fabric.srv6.enabled:
-        return None
-    from speaker.bpf.datapath import ensure_bpffs
-    from speaker.capabilities import DatapathUnavailable, choose_datapath, probe
-
-    # The lab's own bpffs, mounted in the host's mount namespace so that every `ip netns exec`
-    # child sees it (/sys/fs/bpf is hidden there by the sysfs remount).
-    bpffs = state.dir / "bpf"
-    state.bpffs = str(bpffs)
-    state.save()
-    ensure_bpffs(str(bpffs))
-    caps = probe()
-    try:
-        chosen = choose_datapath(fabric.srv6.datapath, caps)
-    except DatapathUnavailable as exc:
-        raise LabError(f"spec.srv6.datapath {fabric.srv6.datapath}: {exc}") from exc
-    say(f"      SRv6 datapath ({fabric.srv6.datapath}): {chosen}"
-        + ("" if caps.kernel_srv6 else " (this kernel has no seg6: "
-           + caps.why_not(("seg6.encap",)) + ")"))
-    return chosen
-
-
 def _routers(state: LabState, topo: Topology, fabric: Fabric, the_plan: Plan,
              datapath: str | None = None) -> None:
     from render import render
@@ -334,21 +306,8 @@ def _routers(state: LabState, topo: Topology, fabric: Fabric, the_plan: Plan,
             state.processes.append(proc)
         state.save()
         script = next((t for n, t in texts.items() if n.endswith(".sh")), None)
-        router = fabric.routers()[r.name]
-        if script is not None and router.locator is not None:
-            (rdir / "srv6.sh").write_text(script)
-            if datapath == "bpf":
-                # what the script itself falls back to on a kernel without seg6local
-                from speaker.endsid import program_end_sid
-
-                sid = sid_of(router.locator, Behavior.END)
-                program_end_sid(str(Path(state.bpffs) / r.name), str(sid), str(router.locator),
-                                netns=r.ns)
-                host.sysctl(r.ns, {"net.ipv6.conf.all.forwarding": "1"})
-            else:
-                host.run(host.in_ns(r.ns, ["sh", str(rdir / "srv6.sh")]))
-            state.router_datapaths[r.name] = datapath or "kernel"
-            state.save()
+        if script is not None:
+            srv6.router_sid(state, r, fabric, the_plan, script, datapath)
 
 
 def _wait_file(path: Path, timeout: float, message: str) -> None:

@@ -8,12 +8,19 @@ from flatroute import CNI_ROUTE_PROTOCOL
 from flatroute.errors import FlatrouteError
 from flatroute.fabric import load_fabric
 from flatroute.fabric.wiring import Role
-from flatroute.plan import load_ledger, plan
+from flatroute.plan import Plan, load_ledger, plan
 from flatroute.speaker_status import StatusError
 from flatroute.speaker_status import read as read_status
 from lab import frr, host
+from lab.srv6 import path_lines
 from lab.state import LabState
 from lab.topology import Topology, build
+
+
+def lab_plan(state: LabState) -> Plan:
+    """The plan the lab runs: its fabric, with the ledger its controller keeps."""
+    fabric = load_fabric(state.fabric_copy)
+    return plan(fabric, load_ledger(Path(state.directory) / "state" / "ledger.json"))
 
 
 def topology(state: LabState) -> Topology:
@@ -44,12 +51,17 @@ def status(state: LabState) -> list[str]:
         peers = frr.bgp_summary(lab / "routers" / r.name)
         up = sum(1 for p in peers.values() if p["state"] == "Established")
         dp = state.router_datapaths.get(r.name)
+        end = "uN" if r.router.usid else "End"
         lines.append(f"  {r.name:<14} {r.role.value:<6} sessions {up}/{len(peers)} established"
-                     + (f"  SRv6 End on the {dp} datapath" if dp else ""))
+                     + (f"  SRv6 {end} on the {dp} datapath" if dp else ""))
         for peer, info in sorted(peers.items()):
             fams = " ".join(f"{k}:{v}" for k, v in sorted(info["families"].items()))
             lines.append(f"    {peer:<28} {info.get('hostname') or '':<12} "
                          f"{info['state']:<12} received {fams}")
+    paths = path_lines(lab_plan(state))
+    if paths:
+        lines.append("SRV6 PATHS")
+        lines += paths
     lines.append("NODES")
     for n in topo.nodes:
         lines.append(f"  {n.name} ({n.site}/{n.rack})")

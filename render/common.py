@@ -31,6 +31,8 @@ class Feature(StrEnum):
     EXTENDED_NEXTHOP = "IPv4 routes over IPv6 node sessions (RFC 8950, spec.bgp.ipv4OverIpv6)"
     MD5 = "TCP MD5 authentication (spec.bgp.md5)"
     KEEPALIVE = "a keepalive other than a third of the hold time (spec.bgp.keepalive)"
+    USID = "SRv6 uSID behaviours (uN; spec.srv6.format: usid-f3216)"
+    FULL_SID_END = "an SRv6 End SID with a full 128-bit SID (the router's locator)"
 
 
 def features(view: RouterView) -> dict[Feature, str]:
@@ -47,6 +49,10 @@ def features(view: RouterView) -> dict[Feature, str]:
         out[Feature.EXTENDED_NEXTHOP] = "spec.bgp.ipv4OverIpv6"
     if view.md5 is not None:
         out[Feature.MD5] = "spec.bgp.md5"
+    if view.usid_locator is not None:
+        out[Feature.USID] = f"{view.path}.usid"
+    if view.end_sid is not None:
+        out[Feature.FULL_SID_END] = f"{view.path}.locator"
     if view.bgp.keepalive * 3 != view.bgp.hold_time and (view.sessions or view.links):
         out[Feature.KEEPALIVE] = "spec.bgp.keepalive"
     return out

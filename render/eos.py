@@ -26,7 +26,10 @@ from render.view import (
 
 NAME = "eos"
 #: EOS expresses everything the fabric can ask
-UNSUPPORTED: dict[Feature, str] = {}
+UNSUPPORTED: dict[Feature, str] = {
+    Feature.USID: "flatroute renders no uSID (NEXT-C-SID) locators for EOS; give this router "
+    "platform frr or sonic, or take it off the uSID path (usid: false)",
+}
 I1, I2 = "   ", "      "
 
 

@@ -28,7 +28,7 @@ UNSUPPORTED: dict[Feature, str] = {}
 def render(view: RouterView) -> list[RenderedFile]:
     files = [RenderedFile(view.router.name, NAME, f"{view.router.name}.conf",
                           frr_conf(view, NAME))]
-    if view.end_sid is not None:
+    if view.end_sid is not None or view.usid_locator is not None:
         files.append(RenderedFile(view.router.name, NAME, f"{view.router.name}.srv6.sh",
                                   srv6_script(view, NAME)))
     return files
@@ -216,15 +216,30 @@ def daemons_for(config: str) -> list[str]:
 
 
 def srv6_script(view: RouterView, platform: str) -> str:
-    """FRR 8.4 cannot program static SRv6 SIDs: a shell companion installs the End SID."""
-    assert view.end_sid is not None
+    """FRR 8.4 cannot program static SRv6 SIDs: a shell companion installs the End SID (uSID
+    format: the uN SID, End with the NEXT-C-SID flavour, over the router's /48)."""
+    if view.usid_locator is not None:
+        loc = view.usid_locator
+        what, sid, prefix = "uN SID (uSID F3216)", loc.network_address, str(loc)
+        action = "End flavors next-csid lblen 32 nflen 16"
+        kernel = ("# What FRR 8.4 expresses is in the .conf: the uSID locator announced in BGP "
+                  "(network).\n# It has no static SIDs and no uSID behaviour, so the uN itself "
+                  "is this script's.\n# Kernel uN is End with the NEXT-C-SID flavour: Linux 6.1+ "
+                  "with CONFIG_IPV6_SEG6_LWTUNNEL;")
+        args = f"--behavior uN --sid {sid} --locator {loc}"
+    else:
+        assert view.end_sid is not None
+        what, sid, prefix = "End SID", view.end_sid, f"{view.end_sid}/128"
+        action = "End"
+        kernel = "# Kernel seg6local needs CONFIG_IPV6_SEG6_LWTUNNEL;"
+        args = f"--sid {view.end_sid} --locator {view.router.locator}"
     out = ["#!/bin/sh"]
     out += [f"# {line}".rstrip() for line in header_lines(view, platform)]
     out += [
         "#",
-        f"# The SRv6 End SID of {view.router.name}: FRR 8.4 (bgpd, zebra) cannot program static",
+        f"# The SRv6 {what} of {view.router.name}: FRR 8.4 (bgpd, zebra) cannot program static",
         "# SRv6 SIDs, so run this once at boot, next to the FRR configuration. Idempotent.",
-        "# Kernel seg6local needs CONFIG_IPV6_SEG6_LWTUNNEL; on a kernel without it (route add",
+        f"{kernel} on a kernel without it (route add",
         "# fails: 'lwt encapsulation type not supported') the same End runs on flatroute's eBPF",
         "# datapath (`flatroute speaker end-sid`, tc at ingress of every interface; needs a",
         "# kernel with BTF and clsact, and flatroute installed; `flatroute doctor` tells).",
@@ -245,12 +260,11 @@ def srv6_script(view: RouterView, platform: str) -> str:
         "ip link set flrsid up",
         "ip link set flrsid0 up 2>/dev/null || true",
         'if [ "${FLATROUTE_SRV6_DATAPATH:-auto}" != bpf ] && ip -6 route replace '
-        f"{view.end_sid}/128 encap seg6local action End dev flrsid; then",
+        f"{prefix} encap seg6local action {action} dev flrsid; then",
         "  exit 0",
         "fi",
-        "echo 'the End SID runs on the eBPF datapath (no kernel seg6local, or asked for)' >&2",
-        f"exec flatroute speaker end-sid --sid {view.end_sid} --locator {view.router.locator} "
+        f"echo 'the {what} runs on the eBPF datapath (no kernel seg6local, or asked for)' >&2",
+        f"exec flatroute speaker end-sid {args} "
         '--bpf-dir "${FLATROUTE_BPF_DIR:-/sys/fs/bpf/flatroute-end}"',
     ]
     return "\n".join(out) + "\n"
-

@@ -28,6 +28,8 @@ from render.view import (
 
 NAME = "junos"
 UNSUPPORTED: dict[Feature, str] = {
+    Feature.USID: "flatroute does not render Junos micro-SID locators; give this router platform "
+    "frr or sonic, or take it off the uSID path (usid: false)",
     Feature.UNNUMBERED_NODES: "Junos auto-discovered (link-local) neighbours take their AS "
     "from a peer-as-list and cannot carry a per-node import policy, so a node could announce "
     "another node's blocks; give the ToR a peering subnet (peering.ipv4/ipv6)",

@@ -28,6 +28,8 @@ from render.view import (
 
 NAME = "nxos"
 UNSUPPORTED: dict[Feature, str] = {
+    Feature.USID: "flatroute renders no uSID (NEXT-C-SID) locators for NX-OS; give this router "
+    "platform frr or sonic, or take it off the uSID path (usid: false)",
     Feature.EXTENDED_NEXTHOP: "the NX-OS guide documents IPv4 routes with IPv6 next hops only "
     "for BGP interface (link-local) peering, not on a numbered IPv6 session; set "
     "spec.bgp.ipv4OverIpv6: false (one IPv4 and one IPv6 session per node) or use another "

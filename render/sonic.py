@@ -14,6 +14,13 @@ team picks one per switch:
   without the interface addresses, which SONiC owns in CONFIG_DB. Install it as
   /etc/sonic/frr/frr.conf and load only the DEVICE_METADATA and interface tables of the JSON.
 
+SRv6: a uSID router (`usid: true` in a `usid-f3216` fabric) gets its locator and uN in the
+tables of SONiC's static SRv6 design (doc/srv6/srv6_static_config_hld.md in sonic-net/SONiC):
+SRV6_MY_LOCATORS|flatroute (prefix block:ID::, block_len 32, node_len 16, func_len 16,
+arg_len 0) and SRV6_MY_SIDS|flatroute|block:ID::/48 (action uN, decap_dscp_mode pipe), which
+bgpcfgd programs into FRR and orchagent into the ASIC. A full-SID End is refused: that design
+has none, and a Linux script would never reach the ASIC.
+
 JSON cannot hold comments: the header sits in a `FLATROUTE_RENDER` table no SONiC daemon reads.
 """
 
@@ -35,18 +42,25 @@ from render.view import (
 
 NAME = "sonic"
 #: SONiC runs FRR: it expresses everything the fabric can ask
-UNSUPPORTED: dict[Feature, str] = {}
+UNSUPPORTED: dict[Feature, str] = {
+    Feature.FULL_SID_END: "SONiC configures SRv6 in CONFIG_DB (its static SRv6 design: "
+    "SRV6_MY_LOCATORS, SRV6_MY_SIDS) with the uSID behaviours uN, uA and uDT46 only, and a "
+    "shell script of seg6local routes would program the switch's Linux kernel, never its "
+    "ASIC; use spec.srv6.format: usid-f3216 and give this router usid: true",
+}
+#: the name of a router's one uSID locator in SRV6_MY_LOCATORS
+LOCATOR = "flatroute"
+#: SRV6_MY_SIDS.decap_dscp_mode (mandatory in SONiC's design): `pipe`, what flatroute's own
+#: decapsulation does (the inner packet's DSCP is left as it is)
+DSCP_MODE = "pipe"
 VRF = "default"
 
 
 def render(view: RouterView) -> list[RenderedFile]:
     name = view.router.name
-    files = [RenderedFile(name, NAME, f"{name}.json", config_db(view)),
+    return [RenderedFile(name, NAME, f"{name}.json", config_db(view)),
              RenderedFile(name, NAME, f"{name}.frr.conf",
                           frr.frr_conf(view, NAME, interface_addresses=False))]
-    if view.end_sid is not None:
-        files.append(RenderedFile(name, NAME, f"{name}.srv6.sh", frr.srv6_script(view, NAME)))
-    return files
 
 
 def _af(fam: Family) -> str:
@@ -97,6 +111,7 @@ def config_db(view: RouterView) -> str:
     for a in view.aggregates:
         put("BGP_GLOBALS_AF_AGGREGATE_ADDR", f"{VRF}|{_af(Family.IPV6)}|{a}")
     _nodes(view, put)
+    _srv6(view, put)
     for lk in view.links:
         put("BGP_NEIGHBOR", f"{VRF}|{lk.interface}", asn=str(lk.asn),
             name=f"{lk.role.value} {lk.neighbor}", admin_status="up",
@@ -170,3 +185,16 @@ def _nodes(view: RouterView, put: Any) -> None:
             if not grouped:
                 fields = {**af_shared(fam), **fields}
             put("BGP_NEIGHBOR_AF", f"{key}|{_af(fam)}", **fields)
+
+
+def _srv6(view: RouterView, put: Any) -> None:
+    """The router's uSID locator and its uN, as SONiC's static SRv6 design lays them out: the
+    locator (F3216 lengths) in SRV6_MY_LOCATORS, the SID keyed by locator and prefix in
+    SRV6_MY_SIDS; bgpcfgd turns them into FRR's `segment-routing srv6` configuration and
+    orchagent into the ASIC's MY_SID entries."""
+    loc = view.usid_locator
+    if loc is None:
+        return
+    put("SRV6_MY_LOCATORS", LOCATOR, prefix=str(loc.network_address), block_len="32",
+        node_len="16", func_len="16", arg_len="0")
+    put("SRV6_MY_SIDS", f"{LOCATOR}|{loc}", action="uN", decap_dscp_mode=DSCP_MODE)

@@ -164,6 +164,8 @@ class RouterView:
     aggregates: tuple[IPv6Network, ...]  # announced (with their contributors) toward the WAN
     networks: tuple[IPv6Network, ...]  # originated: the router's own locator
     end_sid: IPv6Address | None
+    #: format usid-f3216: the router's uSID locator block:ID::/48 (its uN SID: block:ID::)
+    usid_locator: IPv6Network | None
     md5: str | None  # the secret, the placeholder, or None when the fabric asks for no MD5
     md5_is_secret: bool
     must_supply: tuple[str, ...]
@@ -217,6 +219,11 @@ class _Builder:
         self.secret = secret
         self.loc_len = fabric.srv6.locator_length
         self.wan_locators = [w.locator for w in fabric.wan_routers if w.locator is not None]
+        #: uSID format: each uSID router's locator (block:ID::/48), from the plan
+        self.usid_locators = {r.name: r.locator for r in plan.routers}
+        if fabric.srv6.usid:
+            self.wan_locators = [self.usid_locators[w.name] for w in fabric.wan_routers
+                                 if w.name in self.usid_locators]
         self.w = wire(fabric, plan)
 
     def views(self) -> list[RouterView]:
@@ -226,10 +233,25 @@ class _Builder:
 
     # -- policies -----------------------------------------------------------------------------
     def _site_locators(self, site: Site) -> list[Rule]:
-        """The site's locator block (node locators inside it) and its routers' own locators."""
+        """The site's locator block (node locators inside it) and its routers' own locators.
+        uSID: exactly the /48 of each node and uSID router of the site (a fabric-wide block is
+        shared by every site, so no site may claim all of it)."""
+        if self.f.srv6.usid:
+            return self._site_usid_locators(site)
         rules = _locator_rules(site.locator_block, self.loc_len)
         routers = [*site.spines, *(t for rack in site.racks for t in rack.tors)]
         return rules + [Rule(r.locator) for r in routers if r.locator is not None]
+
+    def _site_usid_locators(self, site: Site) -> list[Rule]:
+        names = {r.name for r in site.spines} | {t.name for rk in site.racks for t in rk.tors}
+        nodes = [n.locator for n in self.p.nodes if n.site == site.name and n.locator]
+        routers = [loc for name, loc in sorted(self.usid_locators.items()) if name in names]
+        return [Rule(x) for x in (*nodes, *routers)]
+
+    def _aggregate(self, site: Site) -> IPv6Network | None:
+        """The locator block a site's edge announces toward the WAN: its own, never one the
+        sites share (uSID's fabric-wide block)."""
+        return site.locator_block
 
     def _site_lists(self, site_name: str) -> list[PrefixList]:
         f = self.f
@@ -249,6 +271,10 @@ class _Builder:
         f = self.f
         site = f.site(site_name)
         to_wan = self._site_locators(site)
+        if len(self.wan_locators) > 1:
+            # The WAN routers meet only through the sites' edges: each learns the others'
+            # locators there, for paths through several WAN waypoints.
+            to_wan += [Rule(w) for w in self.wan_locators]
         from_wan: list[Rule] = []
         for other in f.sites:
             if other.name != site_name:
@@ -315,8 +341,8 @@ class _Builder:
             lists += self._site_lists(site_name)
         elif f.wan_routers:
             lists += self._wan_lists(site_name)
-        aggregates = (site.locator_block,) if (
-            f.wan_routers and not site.spines and site.locator_block) else ()
+        aggregates = (self._aggregate(site),) if (
+            f.wan_routers and not site.spines) else ()
         return self._view(me, sessions, lists, aggregates)
 
     def _spine(self, me: WiredRouter) -> RouterView:
@@ -325,16 +351,19 @@ class _Builder:
         lists = self._site_lists(site.name)
         if f.wan_routers:
             lists += self._wan_lists(site.name)
-        aggregates = (site.locator_block,) if f.wan_routers and site.locator_block else ()
+        aggregates = (self._aggregate(site),) if f.wan_routers else ()
         return self._view(me, [], lists, aggregates)
 
     def _wan(self, me: WiredRouter) -> RouterView:
         all_rules: list[Rule] = []
         lists: list[PrefixList] = []
+        # with several WAN routers, each learns the others' locators through the sites'
+        # edges (see _wan_lists)
+        others = [Rule(w) for w in self.wan_locators] if len(self.wan_locators) > 1 else []
         for site in self.f.sites:
             rules = self._site_locators(site)
             all_rules += rules
-            lists.append(PrefixList(site_list_name(site.name), 6, tuple(rules)))
+            lists.append(PrefixList(site_list_name(site.name), 6, tuple(rules + others)))
         all_rules += [Rule(w) for w in self.wan_locators]
         lists.append(PrefixList(ALL_LOCATORS, 6, tuple(all_rules)))
         return self._view(me, [], lists, ())
@@ -370,7 +399,12 @@ class _Builder:
                                               router.ports else ""))
         end_sid = None
         networks: tuple[IPv6Network, ...] = ()
-        if router.locator is not None:
+        usid = self.usid_locators.get(router.name)
+        if usid is not None:
+            networks = (usid,)
+            must.append(f"the SRv6 uN SID {usid.network_address} of uSID locator {usid} "
+                        "(F3216: block, node ID)")
+        elif router.locator is not None:
             networks = (router.locator,)
             end_sid = sid_of(router.locator, Behavior.END)
             must.append(f"the SRv6 End SID {end_sid} of locator {router.locator} "
@@ -381,7 +415,8 @@ class _Builder:
             path=me.path, site=me.site, rack=me.rack, bgp=f.bgp, sessions=tuple(sessions),
             links=tuple(links), prefix_lists=tuple(lists),
             aggregates=tuple(a for a in aggregates if a is not None), networks=networks,
-            end_sid=end_sid, md5=md5, md5_is_secret=md5_secret, must_supply=tuple(must),
+            end_sid=end_sid, usid_locator=usid, md5=md5, md5_is_secret=md5_secret,
+            must_supply=tuple(must),
             servers_v4=router.peering.ipv4 if role is Role.TOR else None,
             servers_v6=router.peering.ipv6 if role is Role.TOR else None,
             servers_interface=servers,

@@ -66,6 +66,11 @@ LWTUNNEL_ENCAP_SEG6, LWTUNNEL_ENCAP_SEG6_LOCAL = 5, 7
 SEG6_IPTUNNEL_SRH = 1
 SEG6_LOCAL_ACTION, SEG6_LOCAL_TABLE, SEG6_LOCAL_NH4, SEG6_LOCAL_NH6 = 1, 3, 4, 5
 SEG6_LOCAL_OIF, SEG6_LOCAL_VRFTABLE = 7, 9
+#: NEXT-C-SID (RFC 9800) flavours of End / End.X: Linux 6.1 / 6.6 (uapi linux/seg6_local.h)
+SEG6_LOCAL_FLAVORS = 11
+SEG6_LOCAL_FLV_OPERATION, SEG6_LOCAL_FLV_LCBLOCK_BITS, SEG6_LOCAL_FLV_LCNODE_FN_BITS = 1, 2, 3
+SEG6_LOCAL_FLV_OP_NEXT_CSID = 4
+NLA_F_NESTED = 0x8000
 
 NLMSGHDR = _struct.Struct("=IHHII")  # len, type, flags, seq, pid
 RTMSG = _struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, proto, scope, type,
@@ -278,6 +283,35 @@ def parse_seg6_encap(raw: bytes) -> tuple[int, list[bytes]] | None:
             segs = [val[12 + 16 * i:28 + 16 * i] for i in range(first + 1)]
             return mode, segs[::-1]
     return None
+
+
+def seg6local_encap(action: int, *attrs: bytes) -> bytes:
+    """RTA_ENCAP_TYPE + RTA_ENCAP for a seg6local route: the action, then `attrs` (already
+    packed SEG6_LOCAL_* attributes: table, nh4, nh6, flavours)."""
+    return attr(RTA_ENCAP_TYPE, U16.pack(LWTUNNEL_ENCAP_SEG6_LOCAL)) \
+        + nested(RTA_ENCAP, attr_u32(SEG6_LOCAL_ACTION, action), *attrs)
+
+
+def next_csid_flavor(block_bits: int, node_fn_bits: int) -> bytes:
+    """SEG6_LOCAL_FLAVORS asking for NEXT-C-SID with a locator block of `block_bits` and a
+    node + function of `node_fn_bits` (F3216: 32 and 16)."""
+    return nested(SEG6_LOCAL_FLAVORS | NLA_F_NESTED,
+                  attr_u32(SEG6_LOCAL_FLV_OPERATION, 1 << SEG6_LOCAL_FLV_OP_NEXT_CSID),
+                  attr(SEG6_LOCAL_FLV_LCBLOCK_BITS, bytes([block_bits])),
+                  attr(SEG6_LOCAL_FLV_LCNODE_FN_BITS, bytes([node_fn_bits])))
+
+
+def parse_next_csid(raw: bytes | None) -> tuple[int, int] | None:
+    """(block bits, node + function bits) of a SEG6_LOCAL_FLAVORS that asks for NEXT-C-SID,
+    else None."""
+    if not raw:
+        return None
+    a = parse_attrs(raw)
+    if not u32(a.get(SEG6_LOCAL_FLV_OPERATION)) & (1 << SEG6_LOCAL_FLV_OP_NEXT_CSID):
+        return None
+    block, node = a.get(SEG6_LOCAL_FLV_LCBLOCK_BITS), a.get(SEG6_LOCAL_FLV_LCNODE_FN_BITS)
+    # the kernel's defaults when the route gave none (32 and 16)
+    return (block[0] if block else 32), (node[0] if node else 16)
 
 
 def parse_seg6local(raw: bytes) -> dict[int, bytes]:

@@ -50,7 +50,12 @@ from speaker import (
 )
 from speaker.bfd import BfdAdapter, Bfdd
 from speaker.bpf_reconcile import BpfAdapter, BpfSync, list_links, real_bpf
-from speaker.capabilities import DatapathUnavailable, choose_datapath, needed_missing
+from speaker.capabilities import (
+    DatapathUnavailable,
+    choose_datapath,
+    needed_missing,
+    why_not_kernel,
+)
 from speaker.clock import Clock, SystemClock
 from speaker.desired import DEFAULT_BPF_DIR, Desired, Options, load
 from speaker.diagnose import Diagnose
@@ -248,8 +253,9 @@ class Agent:
         self.report.seen_generation = new.generation
         if new.state.srv6_enabled:
             try:
+                behaviors = [sid.behavior.value for sid in new.state.local_sids]
                 new.datapath = choose_datapath(new.state.srv6_datapath,
-                                               self.kernel.features().caps)
+                                               self.kernel.features().caps, behaviors)
             except DatapathUnavailable as exc:
                 self.report.seen_generation = None
                 self.log.error("srv6_datapath_unavailable", wanted=new.state.srv6_datapath,
@@ -258,7 +264,9 @@ class Agent:
                         f"{self.opts.node_state_path}: spec.srv6.datapath: {exc}")
             if self.datapath != new.datapath:
                 self.log.info("srv6_datapath_chosen", wanted=new.state.srv6_datapath,
-                              datapath=new.datapath)
+                              datapath=new.datapath,
+                              why_not_kernel=why_not_kernel(self.kernel.features().caps,
+                                                            behaviors) or None)
         if self.desired is None or new.generation != self.desired.generation \
                 or new.md5 != self.desired.md5:
             self.log.info("node_state_loaded", generation=new.generation)

@@ -17,7 +17,7 @@ from flatroute.errors import AdapterError
 from flatroute.fabric.naming import is_pod_veth
 from flatroute.nodestate import NodeState
 from speaker import srv6_bpf
-from speaker.bpf.maps import EncapEntry, LocatorEntry, SidEntry
+from speaker.bpf.maps import EncapEntry, LocatorEntry, SidEntry, UsidEntry
 from speaker.metrics import Metrics
 from speaker.routes import Route
 
@@ -32,6 +32,7 @@ class BpfAdapter(Protocol):
     def list_encap(self) -> list[EncapEntry]: ...
     def list_sids(self) -> list[SidEntry]: ...
     def list_locators(self) -> list[LocatorEntry]: ...
+    def list_usids(self) -> list[UsidEntry]: ...
     def apply(self, *, put: Sequence[srv6_bpf.Entry] = (),
               delete: Sequence[srv6_bpf.Entry] = ()) -> list[tuple[object, str]]: ...
     def counters(self) -> dict[str, int]: ...
@@ -84,7 +85,7 @@ class BpfSync:
                                               locator=loc, uplinks=uplinks,
                                               pod_veths=pods)
             have: list[srv6_bpf.Entry] = [*dp.list_encap(), *dp.list_sids(),
-                                          *dp.list_locators()]
+                                          *dp.list_locators(), *dp.list_usids()]
             put, delete = srv6_bpf.diff(want.entries, have)
             failures = dp.apply(put=put, delete=delete) if put or delete else []
             attached = dp.attached()

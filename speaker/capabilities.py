@@ -35,6 +35,16 @@ NEEDS_VRF = ("End.DT4", "End.DT46")
 KERNEL_NEEDS = ("seg6.encap", "seg6.encap.red", "seg6local.End", "seg6local.End.DX4",
                 "seg6local.End.DT6")
 BPF_NEEDS = ("bpf.syscall", "bpf.btf", "bpf.clsact", "bpf.adjust_room_decap", "bpf.datapath")
+#: NEXT-C-SID (RFC 9800) flavours the probe tries: End (uN, Linux 6.1+), End.X (uA, 6.6+)
+CSID_ACTIONS = ("End", "End.X")
+#: what the kernel datapath needs beyond KERNEL_NEEDS for each uSID behaviour
+USID_KERNEL_NEEDS: dict[str, tuple[str, ...]] = {
+    "uN": ("seg6local.End.next-csid",),
+    "uA": ("seg6local.End.X.next-csid",),
+    "uDT4": ("seg6local.End.DX4",),
+    "uDT6": ("seg6local.End.DT6",),
+    "uDT46": ("seg6local.End.DT46", "vrf"),
+}
 
 DATAPATHS = ("auto", "kernel", "bpf")
 
@@ -100,11 +110,12 @@ class Capabilities:
 def needed_missing(caps: Capabilities, datapath: str | None,
                    behaviors: Iterable[str] = ()) -> tuple[str, ...]:
     """The failed checks that matter to this node state (`name: reason`), not all of them:
-    nothing without SRv6; on the kernel datapath its seg6 needs, and VRF where End.DT4/DT46
-    SIDs are asked for; on the eBPF datapath its BPF needs."""
+    nothing without SRv6; on the kernel datapath its seg6 needs (and each uSID's), and VRF
+    where End.DT4/DT46 SIDs are asked for; on the eBPF datapath its BPF needs."""
     if datapath is None:
         return ()
-    names: list[str] = list(BPF_NEEDS if datapath == "bpf" else KERNEL_NEEDS)
+    behaviors = list(behaviors)
+    names: list[str] = list(BPF_NEEDS if datapath == "bpf" else kernel_needs(behaviors))
     if datapath == "kernel" and any(b in NEEDS_VRF for b in behaviors):
         names += ["vrf", *(f"seg6local.{b}" for b in NEEDS_VRF if b in behaviors)]
     return tuple(f"{c.name}: {c.reason}" for n in names if not (c := caps.get(n)).ok)
@@ -114,18 +125,34 @@ class DatapathUnavailable(Exception):
     """The chosen SRv6 datapath cannot run on this kernel; the message says why."""
 
 
-def choose_datapath(wanted: str, caps: Capabilities) -> str:
-    """`kernel` or `bpf` for `wanted` (`auto | kernel | bpf`), or DatapathUnavailable."""
+def kernel_needs(behaviors: Iterable[str] = ()) -> tuple[str, ...]:
+    """The checks the kernel datapath needs for a node state with these behaviours: its
+    seg6 needs, and for uSIDs each one's (a uN needs End with NEXT-C-SID, ...)."""
+    extra = [n for b in sorted(set(behaviors)) for n in USID_KERNEL_NEEDS.get(b, ())]
+    return tuple(dict.fromkeys((*KERNEL_NEEDS, *extra)))
+
+
+def why_not_kernel(caps: Capabilities, behaviors: Iterable[str] = ()) -> str:
+    """Why `auto` would not take the kernel datapath ("" when it would)."""
+    return caps.why_not(kernel_needs(behaviors))
+
+
+def choose_datapath(wanted: str, caps: Capabilities, behaviors: Iterable[str] = ()) -> str:
+    """`kernel` or `bpf` for `wanted` (`auto | kernel | bpf`), or DatapathUnavailable.
+    uSID behaviours count: `auto` takes the kernel only where the probe found each one's
+    kernel behaviour working (NEXT-C-SID for uN and uA), else eBPF, which does them all."""
     if wanted not in DATAPATHS:
         raise DatapathUnavailable(f"unknown SRv6 datapath {wanted!r} (auto, kernel or bpf)")
-    if wanted == "kernel" or (wanted == "auto" and caps.kernel_srv6):
-        if not caps.kernel_srv6:
+    needs = kernel_needs(behaviors)
+    kernel_ok = caps.all_ok(needs)
+    if wanted == "kernel" or (wanted == "auto" and kernel_ok):
+        if not kernel_ok:
             raise DatapathUnavailable("kernel SRv6 datapath chosen, but this kernel cannot: "
-                                      + caps.why_not(KERNEL_NEEDS))
+                                      + caps.why_not(needs))
         return "kernel"
     if not caps.bpf_srv6:
         what = "eBPF SRv6 datapath chosen" if wanted == "bpf" else \
-            "no SRv6 datapath: kernel seg6 (" + caps.why_not(KERNEL_NEEDS) + ") nor eBPF"
+            "no SRv6 datapath: kernel seg6 (" + caps.why_not(needs) + ") nor eBPF"
         raise DatapathUnavailable(f"{what}, but this kernel cannot: "
                                   + caps.why_not(BPF_NEEDS))
     return "bpf"
@@ -194,6 +221,7 @@ def _probe_in_this_netns() -> list[Check]:
         checks.append(_try("vrf", lambda: ipr.link("add", ifname="frprobevrf", kind="vrf",
                                                    vrf_table=0xFFF0)))
         checks += _seg6local_checks(ipr, lo, vrf_ok=checks[-1].ok)
+        checks += _next_csid_checks(lo)
         checks += _bpf_checks(ipr, lo)
     finally:
         ipr.close()
@@ -253,6 +281,37 @@ def _seg6local_checks(ipr: Any, lo: int, *, vrf_ok: bool) -> list[Check]:
     return checks
 
 
+def _next_csid_checks(lo: int) -> list[Check]:
+    """End and End.X with the NEXT-C-SID flavour over a uSID /48, written through the codec
+    the speaker writes them with, then read back: a kernel older than the flavour ignores the
+    attribute it does not know and keeps a plain End, which is no uN."""
+    from ipaddress import IPv6Address, ip_network
+
+    from speaker.routes import Nexthop, Route, Seg6Local
+    from speaker.rtnl import Op, Rtnl
+
+    checks: list[Check] = []
+    with Rtnl(251) as rtnl:
+        for i, action in enumerate(CSID_ACTIONS):
+            nh6 = IPv6Address("2001:db8:fd::2") if action == "End.X" else None
+            # uN over a node ID; uA over a node ID and a local function
+            plen, bits = (64, 32) if action == "End.X" else (48, 16)
+            route = Route(ip_network(f"fcbb:bb{i:02x}:1::/{plen}"), (Nexthop(None, "lo"),),
+                          Seg6Local(action, nh6=nh6, next_csid=bits), metric=1024)
+
+            def add(r: Route = route) -> None:
+                failed = rtnl.apply([Op("add", r)], {"lo": lo})
+                if failed:
+                    raise OSError(failed[0][1], os.strerror(failed[0][1]))
+                got = [x for x in rtnl.dump(names={lo: "lo"}) if x.dst == r.dst]
+                if not got or got[0].encap != r.encap:
+                    raise LookupError("the kernel took the route but not the NEXT-C-SID "
+                                      "flavour (needs Linux 6.1 for End, 6.6 for End.X)")
+
+            checks.append(_try(f"seg6local.{action}.next-csid", add))
+    return checks
+
+
 def _bpf_checks(ipr: Any, lo: int) -> list[Check]:
     """The syscall, BTF, clsact + cls_bpf, the decap flags, then the real object."""
     fd_box: list[int] = []
@@ -295,7 +354,8 @@ def _child_main() -> int:
             " (needs root / CAP_SYS_ADMIN)" if err in (errno.EPERM, errno.EACCES) else "")
         checks = [Check(n, False, reason) for n in
                   (*(f"seg6.{m}" for m in ENCAP_MODES), "vrf",
-                   *(f"seg6local.{a}" for a in SEG6LOCAL_ACTIONS), *BPF_NEEDS)]
+                   *(f"seg6local.{a}" for a in SEG6LOCAL_ACTIONS),
+                   *(f"seg6local.{a}.next-csid" for a in CSID_ACTIONS), *BPF_NEEDS)]
     else:
         checks = _probe_in_this_netns()
     caps = Capabilities(tuple(checks), os.uname().release)
@@ -329,10 +389,14 @@ def render_text(caps: Capabilities) -> str:
                      f"{'  ' + c.reason if c.reason else ''}")
     lines.append(f"kernel SRv6 datapath: {'usable' if caps.kernel_srv6 else 'not usable'}")
     lines.append(f"eBPF SRv6 datapath:   {'usable' if caps.bpf_srv6 else 'not usable'}")
-    try:
-        lines.append(f"srv6.datapath auto -> {choose_datapath('auto', caps)}")
-    except DatapathUnavailable as exc:
-        lines.append(f"srv6.datapath auto -> none: {exc}")
+    for what, behaviors in (("", ()), (" for uSID routers (uN)", ("uN",))):
+        try:
+            chosen = choose_datapath("auto", caps, behaviors)
+            why = why_not_kernel(caps, behaviors) if chosen == "bpf" else ""
+            lines.append(f"srv6.datapath auto{what} -> {chosen}"
+                         + (f" (not the kernel: {why})" if why else ""))
+        except DatapathUnavailable as exc:
+            lines.append(f"srv6.datapath auto{what} -> none: {exc}")
     return "\n".join(lines)
 
 

@@ -90,6 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     end.add_argument("--sid", required=True, help="the End SID (IPv6)")
     end.add_argument("--locator", required=True, help="the router's locator: packets to a "
                      "SID in it other than --sid are dropped and counted, never looped")
+    end.add_argument("--behavior", default="End", choices=["End", "uN"],
+                     help="End (a full SID), or uN (uSID F3216: --sid is block:ID::, "
+                     "--locator block:ID::/48; the container is shifted past it)")
     end.add_argument("--bpf-dir", default="/sys/fs/bpf/flatroute-end",
                      help="pin directory inside a mounted bpffs (default: %(default)s)")
     end.add_argument("--remove", action="store_true", help="remove every program, filter, "
@@ -176,8 +179,9 @@ def cmd_end_sid(args: argparse.Namespace) -> int:
         remove_end_sid(args.bpf_dir)
         print(f"removed the eBPF End SID datapath pinned in {args.bpf_dir}")
         return 0
-    devices = program_end_sid(args.bpf_dir, args.sid, args.locator)
-    print(f"End SID {args.sid} on the eBPF datapath, at tc ingress of {', '.join(devices)}")
+    devices = program_end_sid(args.bpf_dir, args.sid, args.locator, behavior=args.behavior)
+    print(f"{args.behavior} SID {args.sid} on the eBPF datapath, at tc ingress of "
+          f"{', '.join(devices)}")
     return 0
 
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 from ipaddress import IPv6Address, IPv6Network
 
 from flatroute.errors import InvalidInput, field_error
-from speaker.bpf.maps import LocatorEntry, SidEntry
+from speaker.bpf.maps import USID_LENGTHS, LocatorEntry, SidEntry, UsidEntry
 from speaker.srv6_bpf import PROG_SID, Entry
+
+#: what `end-sid --behavior` takes: End (a full SID), or uN (a uSID: the SID is the locator's
+#: own address, matched as the /48)
+END_BEHAVIORS = ("End", "uN")
 
 
 def _parse(sid: str, locator: str) -> tuple[IPv6Address, IPv6Network]:
@@ -28,19 +32,33 @@ def _parse(sid: str, locator: str) -> tuple[IPv6Address, IPv6Network]:
     return s, loc
 
 
+def end_entries(sid: str, locator: str, behavior: str = "End") -> list[Entry]:
+    """The map entries of a router's End SID, or of its uN uSID (the whole /48 locator)."""
+    s, loc = _parse(sid, locator)
+    if behavior == "End":
+        return [SidEntry(s, "End"), LocatorEntry(loc)]
+    if behavior != "uN":
+        raise InvalidInput([field_error("--behavior", "", f"must be one of "
+                                        f"{', '.join(END_BEHAVIORS)}", behavior)])
+    if loc.prefixlen not in USID_LENGTHS or s != loc.network_address:
+        raise InvalidInput([field_error("--locator", "", "a uN's locator is block:ID::/48 and "
+                                        "its SID the locator's own address", locator)])
+    return [UsidEntry(loc, "uN"), LocatorEntry(loc)]
+
+
 def program_end_sid(pin_dir: str, sid: str, locator: str, *, netns: str | None = None,
-                    devices: list[str] | None = None) -> list[str]:
-    """Load (or reuse) the datapath in `pin_dir`, program End at `sid`; returns the devices."""
+                    devices: list[str] | None = None, behavior: str = "End") -> list[str]:
+    """Load (or reuse) the datapath in `pin_dir`, program End (or uN) at `sid`; returns the
+    devices."""
     from speaker.bpf.datapath import BpfDatapath, ensure_bpffs, is_bpffs
 
-    s, loc = _parse(sid, locator)
+    want = end_entries(sid, locator, behavior)
     parent = pin_dir.rstrip("/").rsplit("/", 1)[0] or "/"
     if not is_bpffs(parent) and parent == "/sys/fs/bpf":
         ensure_bpffs(parent)
     dp = BpfDatapath(pin_dir, netns=netns)
     dp.load()
-    want: list[Entry] = [SidEntry(s, "End"), LocatorEntry(loc)]
-    have: list[Entry] = [*dp.list_sids(), *dp.list_locators()]
+    have: list[Entry] = [*dp.list_sids(), *dp.list_locators(), *dp.list_usids()]
     stale = [e for e in have if e not in want]
     failures = dp.apply(put=want, delete=stale)
     if failures:

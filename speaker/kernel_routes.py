@@ -22,7 +22,8 @@ def srv6_plan(kernel: KernelAdapter, st: NodeState, feats: Features, datapath: s
     on_bpf = datapath == "bpf"
     return reconcile.srv6_routes(
         st, vrf=feats.vrf or on_bpf,
-        encap_device=(encap_dev or reconcile.BPF_ENCAP_DEVICE) if on_bpf else encap_dev)
+        encap_device=(encap_dev or reconcile.BPF_ENCAP_DEVICE) if on_bpf else encap_dev,
+        kernel=not on_bpf)
 
 
 def counts(routes: Iterable[Route]) -> dict[str, int]:

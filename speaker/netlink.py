@@ -117,8 +117,9 @@ class Kernel:
     def apply(self, ops: Sequence[Op]) -> ApplyResult:
         """Apply route changes; plain routes in one batch, seg6 ones through pyroute2."""
         res = ApplyResult()
-        plain = [op for op in ops if not isinstance(op.route.encap, Seg6Local)]
-        rich = [op for op in ops if isinstance(op.route.encap, Seg6Local)]
+        # seg6local through pyroute2, but for NEXT-C-SID flavours, which it cannot write
+        plain = [op for op in ops if not _rich(op)]
+        rich = [op for op in ops if _rich(op)]
         with self._lock:
             # Deletes first so a route changing kind (plain <-> encap) can be re-added.
             for op in [o for o in rich if o.action == "delete"]:
@@ -257,6 +258,10 @@ class Kernel:
                              text=True, check=False, timeout=5)
         if out.returncode != 0:
             raise AdapterError(f"ip sr tunsrc set {addr}: {out.stderr.strip()}")
+
+
+def _rich(op: Op) -> bool:
+    return isinstance(op.route.encap, Seg6Local) and not op.route.encap.next_csid
 
 
 def _encap_kwargs(encap: Seg6Encap | Seg6Local | None) -> dict[str, Any]:

@@ -29,7 +29,9 @@ SID_DEVICE = "flrsid"
 #: finds the way out itself (bpf_fib_lookup) and no route is written
 BPF_ENCAP_DEVICE = "(bpf)"
 #: behaviours that need a VRF device (absent on kernels without VRF support)
-NEEDS_VRF = (Behavior.END_DT4, Behavior.END_DT46)
+NEEDS_VRF = (Behavior.END_DT4, Behavior.END_DT46, Behavior.UDT46)
+#: the uSID behaviours (RFC 9800 NEXT-C-SID, F3216)
+USID_BEHAVIORS = (Behavior.UN, Behavior.UA, Behavior.UDT4, Behavior.UDT6, Behavior.UDT46)
 
 
 def metric(version: int) -> int:
@@ -76,15 +78,17 @@ def own_blocks(state: NodeState) -> list[Route]:
             for b in (*state.ipv4_blocks, *state.ipv6_blocks)]
 
 
-def srv6_routes(state: NodeState, *, vrf: bool, encap_device: str | None
-                ) -> tuple[list[Route], list[Skipped]]:
-    """seg6 encapsulation routes and seg6local SIDs the node state asks for."""
+def srv6_routes(state: NodeState, *, vrf: bool, encap_device: str | None,
+                kernel: bool = False) -> tuple[list[Route], list[Skipped]]:
+    """seg6 encapsulation routes and seg6local SIDs the node state asks for; `kernel`: for
+    the kernel datapath, uSIDs as the kernel's behaviours (else as they are, for eBPF)."""
     out: list[Route] = []
     skipped: list[Skipped] = []
     if not state.srv6_enabled:
         return out, skipped
     for sid in state.local_sids:
-        local = _seg6local(sid.behavior)
+        local = _KERNEL_USID.get(sid.behavior) if kernel and sid.behavior in USID_BEHAVIORS \
+            else _seg6local(sid.behavior)
         if sid.behavior in NEEDS_VRF and not vrf:
             skipped.append(Skipped(f"SID {sid.sid} ({sid.behavior.value})",
                                    "missing kernel feature: vrf"))
@@ -93,8 +97,9 @@ def srv6_routes(state: NodeState, *, vrf: bool, encap_device: str | None
             skipped.append(Skipped(f"SID {sid.sid} ({sid.behavior.value})",
                                    "behaviour not supported by the speaker"))
             continue
-        out.append(Route(ip_network(f"{sid.sid}/128"), (Nexthop(None, SID_DEVICE),), local,
-                         metric=V6_METRIC, kind="sid"))
+        # a uSID is matched as a prefix (block:ID::/48); a full SID as its address
+        out.append(Route(ip_network(f"{sid.sid}/{sid.length}"), (Nexthop(None, SID_DEVICE),),
+                         local, metric=V6_METRIC, kind="sid"))
     for er in state.encap_routes:
         if encap_device is None:
             skipped.append(Skipped(f"encap route {er.prefix}", "no uplink interface is up"))
@@ -119,7 +124,22 @@ def _seg6local(b: Behavior) -> Seg6Local | None:
         return Seg6Local("End.DT4", vrf_table=254)
     if b is Behavior.END_DT46:
         return Seg6Local("End.DT46", vrf_table=254)
+    if b in USID_BEHAVIORS:
+        # uSIDs keep their RFC 9800 names in the route model: the eBPF datapath takes them as
+        # they are, the kernel adapter writes End / End.X with the NEXT-C-SID flavour
+        return Seg6Local(b.value)
     return None
+
+
+#: uSIDs on the kernel datapath: uN is End with the NEXT-C-SID flavour (Linux 6.1+); a node's
+#: uDT is the kernel's decapsulation on the uSID's /48 (uDT4 as End.DX4 into the main table,
+#: as for full SIDs); uA (End.X NEXT-C-SID) needs a neighbour the plan does not give
+_KERNEL_USID = {
+    Behavior.UN: Seg6Local("End", next_csid=16),
+    Behavior.UDT4: Seg6Local("End.DX4", nh4=IPv4Address(0)),
+    Behavior.UDT6: Seg6Local("End.DT6", table=254),
+    Behavior.UDT46: Seg6Local("End.DT46", vrf_table=254),
+}
 
 
 def hold_learned(desired: list[Route], actual: Iterable[Route]) -> list[Route]:

@@ -48,6 +48,10 @@ class Seg6Local:
     nh6: IPv6Address | None = None
     table: int | None = None
     vrf_table: int | None = None
+    #: End / End.X with the NEXT-C-SID flavour (RFC 9800 uN / uA) in F3216 (a 32-bit block):
+    #: the bits of the node ID and function the SID shifts past (`flavors next-csid lblen 32
+    #: nflen N`): 16 for a uN, 32 for a uA written after its node ID; 0: no flavour
+    next_csid: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,7 +101,7 @@ def _nexthop_attrs(r: Route, ifindex: dict[str, int]) -> list[bytes]:
 def route_request(op: Op, ifindex: dict[str, int], protocol: int) -> tuple[int, int, bytes]:
     """(type, flags, body) of the RTM_NEWROUTE/RTM_DELROUTE for a plain or multipath route."""
     r = op.route
-    if isinstance(r.encap, Seg6Local):
+    if isinstance(r.encap, Seg6Local) and not r.encap.next_csid:
         raise ValueError(f"{r.dst}: seg6local routes are written through pyroute2")
     if op.action not in _WRITES:
         raise ValueError(f"unknown route action {op.action!r}")
@@ -124,7 +124,26 @@ def route_request(op: Op, ifindex: dict[str, int], protocol: int) -> tuple[int, 
         parts += _nexthop_attrs(r, ifindex)
         if isinstance(r.encap, Seg6Encap):
             parts.append(pack_seg6(r.encap))
+        elif isinstance(r.encap, Seg6Local):
+            parts.append(pack_next_csid(r.encap))
     return mtype, flags, b"".join(parts)
+
+
+#: F3216: the locator block's bits
+CSID_BLOCK_BITS = 32
+_ACTION_CODES = {"End": 1, "End.X": 2}
+
+
+def pack_next_csid(encap: Seg6Local) -> bytes:
+    """RTA_ENCAP_TYPE + RTA_ENCAP of End or End.X with the NEXT-C-SID flavour (pyroute2 0.9
+    cannot write flavours)."""
+    code = _ACTION_CODES.get(encap.action)
+    if code is None or (code == 2) != (encap.nh6 is not None):
+        raise ValueError(f"NEXT-C-SID is a flavour of End, or of End.X with nh6: "
+                         f"got {encap.action} nh6={encap.nh6}")
+    extra = [rt.attr(rt.SEG6_LOCAL_NH6, encap.nh6.packed)] if encap.nh6 is not None else []
+    return rt.seg6local_encap(code, *extra,
+                              rt.next_csid_flavor(CSID_BLOCK_BITS, encap.next_csid))
 
 
 def pack_route(op: Op, seq: int, ifindex: dict[str, int], protocol: int,
@@ -164,10 +183,12 @@ def parse_seg6local(raw: bytes) -> Seg6Local:
     code = rt.u32(a.get(rt.SEG6_LOCAL_ACTION))
     nh4, nh6 = a.get(rt.SEG6_LOCAL_NH4), a.get(rt.SEG6_LOCAL_NH6)
     table, vrf = a.get(rt.SEG6_LOCAL_TABLE), a.get(rt.SEG6_LOCAL_VRFTABLE)
+    csid = rt.parse_next_csid(a.get(rt.SEG6_LOCAL_FLAVORS))
     return Seg6Local(SEG6_ACTIONS.get(code, str(code)) if rt.SEG6_LOCAL_ACTION in a else "",
                      IPv4Address(nh4[:4]) if nh4 else None,
                      IPv6Address(nh6[:16]) if nh6 else None,
-                     rt.u32(table) if table else None, rt.u32(vrf) if vrf else None)
+                     rt.u32(table) if table else None, rt.u32(vrf) if vrf else None,
+                     csid[1] if csid is not None and csid[0] == CSID_BLOCK_BITS else 0)
 
 
 def _nexthops(a: dict[int, bytes], ifname: dict[int, str]) -> list[Nexthop]:
@@ -292,9 +313,11 @@ class Rtnl:
                 out[names[index]].append(iface)
         return out
 
-    def dump(self, *, all_protocols: bool = False) -> list[Route]:
-        """Our routes (or every route), IPv4 and IPv6, from every table."""
-        names = link_names()
+    def dump(self, *, all_protocols: bool = False,
+             names: dict[int, str] | None = None) -> list[Route]:
+        """Our routes (or every route), IPv4 and IPv6, from every table. `names` (ifindex ->
+        name) defaults to what /sys shows (see `apply`)."""
+        names = link_names() if names is None else names
         out: list[Route] = []
         proto = 0 if all_protocols else self.protocol
         for fam in (socket.AF_INET, socket.AF_INET6):

@@ -5,7 +5,8 @@ encapsulation routes and seg6local SIDs. On the kernel datapath they become rout
 datapath this module turns them into entries of the programs' maps (an LPM trie per family of
 remote prefixes, a hash of local SIDs, the node's locators) and says which interface carries
 which program: the encapsulating program at tc ingress of every pod's host veth, the SID program
-(End, End.DX4/DT4/DT6/DT46) at tc ingress of every uplink. Reconciling is then as for routes:
+(End, End.DX4/DT4/DT6/DT46, and the uSIDs uN, uA, uDT4/uDT6/uDT46 matched by prefix) at tc
+ingress of every uplink. Reconciling is then as for routes:
 desired against what the maps hold, by key, owned entries only (the maps are ours alone).
 """
 
@@ -15,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 
-from speaker.bpf.maps import EncapEntry, LocatorEntry, SidEntry
+from speaker.bpf.maps import USID_BEHAVIORS, EncapEntry, LocatorEntry, SidEntry, UsidEntry
 from speaker.routes import Route, Seg6Encap, Seg6Local
 
-Entry = EncapEntry | SidEntry | LocatorEntry
+Entry = EncapEntry | SidEntry | LocatorEntry | UsidEntry
 
 #: which program an interface gets (speaker.bpf.datapath.PROG_*)
 PROG_ENCAP = "flr_encap"
@@ -37,6 +38,8 @@ def key(e: Entry) -> tuple[str, str]:
         return ("encap", str(e.prefix))
     if isinstance(e, SidEntry):
         return ("sid", str(e.sid))
+    if isinstance(e, UsidEntry):
+        return ("usid", str(e.prefix))
     return ("locator", str(e.prefix))
 
 
@@ -53,10 +56,13 @@ def entries(routes: Iterable[Route], *, source: IPv6Address | None,
                 continue
             out.add(EncapEntry(r.dst, r.encap.mode, r.encap.segments, source))
         elif isinstance(r.encap, Seg6Local):
-            if not isinstance(r.dst.network_address, IPv6Address):
+            if not isinstance(r.dst, IPv6Network):
                 problems.append(f"SID {r.dst}: not IPv6")
                 continue
-            out.add(SidEntry(r.dst.network_address, r.encap.action))
+            if r.encap.action in USID_BEHAVIORS:
+                out.add(UsidEntry(r.dst, r.encap.action, r.encap.nh6))
+            else:
+                out.add(SidEntry(r.dst.network_address, r.encap.action))
     if locator is not None and out:
         out.add(LocatorEntry(locator))
     return frozenset(out), problems
@@ -108,6 +114,6 @@ def attach_diff(want: dict[str, str], have: dict[str, str], present: Sequence[st
 def counts(ents: Iterable[Entry]) -> dict[str, int]:
     out = {"encap": 0, "sids": 0, "locators": 0}
     for e in ents:
-        out["encap" if isinstance(e, EncapEntry) else "sids" if isinstance(e, SidEntry)
-            else "locators"] += 1
+        out["encap" if isinstance(e, EncapEntry) else "sids" if isinstance(
+            e, SidEntry | UsidEntry) else "locators"] += 1
     return out

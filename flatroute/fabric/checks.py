@@ -22,6 +22,7 @@ from flatroute.fabric.model import (
 )
 from flatroute.fabric.parse import NO_ID, Net
 from flatroute.fabric.reader import Reader
+from flatroute.fabric.usid import check_usid, policy_containers
 
 #: every router with its field path and its role (wan, spine or tor)
 Routers = list[tuple[str, Router, str]]
@@ -45,6 +46,8 @@ def check_fabric(f: Fabric, r: Reader) -> None:
     _check_pins(f, r)
     _check_ipv4_over_ipv6(f, r, routers)
     _check_srv6(f, r)
+    if f.srv6.enabled or not f.srv6.usid:
+        check_usid(f, r, routers)
 
 
 def _check_router_asns(f: Fabric, r: Reader, routers: Routers) -> None:
@@ -123,8 +126,11 @@ def _check_overlaps(f: Fabric, r: Reader) -> None:
             nets.append((f"{base}.underlay.ipv4", s.underlay.ipv4))
         if s.underlay.ipv6:
             nets.append((f"{base}.underlay.ipv6", s.underlay.ipv6))
+    if f.srv6.locator_block:
+        nets.append(("spec.srv6.locatorBlock", f.srv6.locator_block))
     for path, router, _ in _router_paths(f):
-        if router.locator:
+        # a uSID router's locator pins its node ID inside a block (checked in fabric.usid)
+        if router.locator and not (f.srv6.usid and router.usid):
             nets.append((f"{path}.locator", router.locator))
     by_family: dict[int, list[tuple[str, Net]]] = defaultdict(list)
     for path, net in nets:
@@ -253,7 +259,7 @@ def _check_srv6(f: Fabric, r: Reader) -> None:
             r.error("spec.srv6.policies", "policies need spec.srv6.enabled: true")
         return
     for si, s in enumerate(f.sites):
-        if s.locator_block is None:
+        if s.locator_block is None and not f.srv6.usid:  # uSID: see fabric.usid
             r.error(f"spec.sites[{si}].locatorBlock", "is required when SRv6 is enabled")
     if f.srv6.scope is SegmentScope.SITE and len(f.sites) > 1:
         for si, s in enumerate(f.sites):
@@ -283,11 +289,14 @@ def _check_mtu(f: Fabric, r: Reader) -> None:
         return  # nothing is encapsulated
     segments = 1 + max((sum(len(pol.waypoints) for pol in f.srv6.policies
                             if pol.from_site in (None, s.name)) for s in f.sites), default=0)
+    if f.srv6.usid:
+        segments = policy_containers(f)  # the segments are uSID containers
     overhead = encap_overhead(f.srv6.encap_mode, segments)
     if f.pods.mtu + overhead > f.srv6.underlay_mtu:
         r.error("spec.pods.mtu", f"{f.pods.mtu} + {overhead} bytes of SRv6 "
                 f"encapsulation ({f.srv6.encap_mode.value}, up to {segments} "
-                f"segment{'s' if segments > 1 else ''}) exceeds spec.srv6.underlayMtu "
+                f"{'container' if f.srv6.usid else 'segment'}{'s' if segments > 1 else ''}) "
+                "exceeds spec.srv6.underlayMtu "
                 f"{f.srv6.underlay_mtu}: cross-site packets that size would be dropped "
                 f"silently; use at most {f.srv6.underlay_mtu - overhead} or raise "
                 "underlayMtu", str(f.pods.mtu))

@@ -40,6 +40,22 @@ class EncapMode(StrEnum):
     ENCAP_RED = "encap.red"
 
 
+class SidFormat(StrEnum):
+    """spec.srv6.format: classic 128-bit SIDs, or compressed micro-SIDs (RFC 9800 NEXT-C-SID)
+    in the F3216 layout: a 32-bit locator block, 16-bit node IDs, 16-bit functions."""
+
+    FULL = "full"
+    USID_F3216 = "usid-f3216"
+
+
+#: F3216: the locator block's length, a uSID's length, and a node's uSID locator's length
+USID_BLOCK_LENGTH = 32
+USID_BITS = 16
+USID_LOCATOR_LENGTH = USID_BLOCK_LENGTH + USID_BITS
+#: spec.srv6.nodeIds: the global node IDs (GIB); 0xe000-0xffff is the local range (LIB)
+NODE_ID_FIRST = 0x0001
+NODE_ID_LAST = 0xDFFF
+
 #: the SRv6 datapaths a node can run (spec.srv6.datapath, nodes[].srv6.datapath)
 SRV6_DATAPATHS = ("auto", "kernel", "bpf")
 
@@ -179,6 +195,16 @@ class Srv6Options:
     #: which SRv6 datapath nodes run: `auto` (kernel seg6 where the capability probe finds it
     #: working, else eBPF), `kernel` or `bpf`; a node may override it
     datapath: str = SRV6_DATAPATH
+    #: full SIDs, or uSID F3216 (then each node and uSID router gets a 16-bit node ID)
+    format: SidFormat = SidFormat.FULL
+    #: the uSID locator block of the whole fabric (a site's own locatorBlock wins in it)
+    locator_block: IPv6Network | None = None
+    #: the node IDs to allocate from, first and last (inclusive)
+    node_ids: tuple[int, int] = (NODE_ID_FIRST, NODE_ID_LAST)
+
+    @property
+    def usid(self) -> bool:
+        return self.format is SidFormat.USID_F3216
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +229,8 @@ class Router:
     ports: tuple[tuple[str, str], ...] = ()
     #: ToRs only: BFD on (True) or off (False) for this ToR's sessions; None: the rack's choice
     bfd: bool | None = None
+    #: runs uSID behaviours (uN) in a usid-f3216 fabric: takes a node ID from the ledger
+    usid: bool = False
 
     def port_for(self, neighbor: str, default: str) -> str:
         for name, port in self.ports:

@@ -28,6 +28,8 @@ from flatroute.fabric.model import (
     LOCATOR_LENGTH,
     MAX_PREFIXES,
     MD5_SECRET_KEY,
+    NODE_ID_FIRST,
+    NODE_ID_LAST,
     POD_MTU,
     SEGMENT_SCOPE,
     SRV6_DATAPATH,
@@ -51,6 +53,7 @@ from flatroute.fabric.model import (
     Router,
     SecretRef,
     SegmentScope,
+    SidFormat,
     Site,
     Srv6Options,
     Srv6Policy,
@@ -215,9 +218,12 @@ class FabricParser:
         m = r.mapping(
             raw, p,
             {"enabled", "encapMode", "decapIpv4", "decapIpv6", "scope", "locatorLength",
-             "policies", "underlayMtu", "datapath"},
+             "policies", "underlayMtu", "datapath", "format", "locatorBlock", "nodeIds"},
         )
-        enc = self._choice(m, "encapMode", p, EncapMode, ENCAP_MODE)
+        fmt = SidFormat(self._choice(m, "format", p, SidFormat, SidFormat.FULL))
+        # uSID paths put their first container in the destination address: H.Encaps.Red
+        enc = self._choice(m, "encapMode", p, EncapMode, EncapMode.ENCAP_RED
+                           if fmt is SidFormat.USID_F3216 else ENCAP_MODE)
         d4 = self._choice(m, "decapIpv4", p, Decap4, DECAP_IPV4)
         d6 = self._choice(m, "decapIpv6", p, Decap6, DECAP_IPV6)
         scope = self._choice(m, "scope", p, SegmentScope, SEGMENT_SCOPE)
@@ -236,7 +242,18 @@ class FabricParser:
             self._int(m, "underlayMtu", p, 1280, 9216, UNDERLAY_MTU),
             r.get(m, "datapath", p, r.choice(list(SRV6_DATAPATHS)),
                   default=SRV6_DATAPATH) or SRV6_DATAPATH,
+            fmt, r.get(m, "locatorBlock", p, r.net6), self._node_ids(m, p),
         )
+
+    def _node_ids(self, m: dict[str, Any] | None, p: str) -> tuple[int, int]:
+        """spec.srv6.nodeIds {first, last}: the global node IDs (0xe000 and up stay local)."""
+        ids = self.r.mapping((m or {}).get("nodeIds") or {}, f"{p}.nodeIds",
+                             {"first", "last"})
+        first = self._int(ids, "first", f"{p}.nodeIds", 1, NODE_ID_LAST, NODE_ID_FIRST)
+        last = self._int(ids, "last", f"{p}.nodeIds", 1, NODE_ID_LAST, NODE_ID_LAST)
+        if first > last:
+            self.r.error(f"{p}.nodeIds.first", f"must not be above last ({last})", first)
+        return first, last
 
     def _policy(self, raw: Any, p: str) -> Srv6Policy | None:
         r = self.r
@@ -273,7 +290,7 @@ class FabricParser:
 
     def _router(self, raw: Any, p: str, *, peering: bool) -> Router | None:
         r = self.r
-        keys = {"name", "asn", "routerId", "platform", "locator", "ports"}
+        keys = {"name", "asn", "routerId", "platform", "locator", "ports", "usid"}
         if peering:
             keys |= {"peering", "bfd"}
         m = r.mapping(raw, p, keys)
@@ -283,6 +300,7 @@ class FabricParser:
         plat = r.get(m, "platform", p, r.choice(["frr", "sonic", "eos", "nxos", "junos"]),
                      default="frr")
         loc = r.get(m, "locator", p, r.net6)
+        usid = bool(r.get(m, "usid", p, r.boolean, default=False))
         ports = r.mapping(m.get("ports", {}) if m else None, f"{p}.ports", None)
         peer = Peering()
         bfd = None
@@ -292,7 +310,7 @@ class FabricParser:
         if name is None:
             return None
         return Router(name, asn or 0, rid or NO_ID, Platform(plat or "frr"), peer, loc,
-                      tuple(sorted((str(k), str(v)) for k, v in (ports or {}).items())), bfd)
+                      tuple(sorted((str(k), str(v)) for k, v in (ports or {}).items())), bfd, usid)
 
     def _peering(self, raw: Any, p: str) -> Peering:
         r = self.r

@@ -8,9 +8,10 @@ is reported to the planner's Problems, never raised.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, IPv6Network
 
 from flatroute.fabric.model import AsnMode, Fabric, Node, Rack, Router, Site
+from flatroute.fabric.usid import router_blocks, site_block
 from flatroute.plan.alloc import (
     BlockPool,
     HostPool,
@@ -21,6 +22,7 @@ from flatroute.plan.alloc import (
 )
 from flatroute.plan.model import Ledger, LedgerEntry
 from flatroute.plan.problems import Problems
+from flatroute.plan.usid import node_id_pool
 
 #: a ledger entry's uplinks: (tor, ipv4, ipv6) as text
 Uplinks = tuple[tuple[str, str | None, str | None], ...]
@@ -35,9 +37,15 @@ class Allocator:
         self.v4: dict[str, BlockPool] = {}
         self.v6: dict[str, BlockPool] = {}
         self.loc: dict[str, BlockPool] = {}
+        #: uSID: one pool of node IDs per block, shared by every site and router in it
+        self.id_pools: dict[str, BlockPool] = {}
         for s in fabric.sites:
             self.v4[s.name] = BlockPool(s.ipv4_pools, fabric.pods.ipv4_block_size)
             self.v6[s.name] = BlockPool(s.ipv6_pools, fabric.pods.ipv6_block_size)
+            if fabric.srv6.usid:
+                block = site_block(fabric, s.name)
+                self.loc[s.name] = self._id_pool(block) if block else BlockPool((), 48)
+                continue
             loc_pools = (s.locator_block,) if s.locator_block else ()
             # Locator 0 of each site block stays free for site-level (anycast) use.
             self.loc[s.name] = BlockPool(loc_pools, fabric.srv6.locator_length, skip_first=1)
@@ -54,14 +62,73 @@ class Allocator:
                             subnet.network, (int(subnet.ip),))
         self.pinned_blocks: set[str] = set()
         self.pinned_nodes: dict[str, Node] = {}
+        self.router_entries: dict[str, LedgerEntry] = {}
+        self._router_blocks: dict[str, IPv6Network | None] = {}
+
+    def _id_pool(self, block: IPv6Network) -> BlockPool:
+        key = str(block)
+        if key not in self.id_pools:
+            first, last = self.f.srv6.node_ids
+            self.id_pools[key] = node_id_pool(block, first, last)
+        return self.id_pools[key]
 
     # -- claiming what exists -------------------------------------------------------------------
     def claim(self, nodes: list[Node], ledger: Ledger) -> dict[str, LedgerEntry]:
         """Claim the fabric's pins, then every allocation the ledger holds, active or
         retired; return the ledger's entries, less what no pool can hold any more."""
         self._claim_pins(nodes)
-        return {name: self._claim_entry(name, ledger.nodes[name])
-                for name in sorted(ledger.nodes)}
+        self._claim_router_pins()
+        out = {name: self._claim_entry(name, ledger.nodes[name])
+               for name in sorted(ledger.nodes)}
+        self.router_entries = self._claim_routers(ledger)
+        return out
+
+    # -- uSID routers: a node ID each, for life -------------------------------------------------
+    def _claim_router_pins(self) -> None:
+        self.router_entries = {}
+        self._router_blocks = router_blocks(self.f) if self.f.srv6.usid else {}
+        routers = self.f.routers()
+        for name, block in self._router_blocks.items():
+            loc = routers[name].locator
+            if block is not None and loc is not None:
+                self._id_pool(block).claim(loc)
+
+    def _claim_routers(self, ledger: Ledger) -> dict[str, LedgerEntry]:
+        routers = self.f.routers()
+        out: dict[str, LedgerEntry] = {}
+        for name in sorted(ledger.routers):
+            e = ledger.routers[name]
+            block = self._router_blocks.get(name)
+            pin = routers[name].locator if name in routers else None
+            # a router gone (or no longer uSID) keeps its ID in whichever block holds it
+            pools = [self._id_pool(block)] if block is not None else list(
+                self.id_pools.values())
+            net = parse_net(e.locator) if e.locator else None
+            pool = next((p for p in pools if net is not None and p.contains(net)), None)
+            if pool is not None and net is not None and (pool.claim(net) or (
+                    pin is not None and str(pin) == e.locator)):
+                out[name] = e
+        return out
+
+    def allocate_routers(self) -> dict[str, LedgerEntry]:
+        """Every uSID router's entry: its pin, else the ledger's, else the first free ID."""
+        out = dict(self.router_entries)
+        routers = self.f.routers()
+        for name, block in sorted(self._router_blocks.items()):
+            pin = routers[name].locator
+            have = out.get(name)
+            if pin is not None:
+                out[name] = LedgerEntry(locator=str(pin))
+            elif have is not None:
+                out[name] = LedgerEntry(locator=have.locator)  # back: active again
+            elif block is not None:
+                got = self._id_pool(block).allocate_text()
+                if got is None:
+                    self.problems.node(name, f"node IDs of uSID block {block} are exhausted "
+                                       "(spec.srv6.nodeIds): no uSID assigned")
+                else:
+                    out[name] = LedgerEntry(locator=got)
+        return out
 
     def rack_asns(self, ledger: Ledger) -> dict[str, int]:
         """The ASN of every rack (per-rack scheme): the ledger's, else the first free one."""
@@ -179,7 +246,14 @@ class Allocator:
             b6 = self._take(self.v6[site.name], node, "IPv6 pools of site {} are exhausted: "
                             "no pod block assigned", site.name)
         locator = e.locator
-        if f.srv6.enabled and locator is None and site.locator_block is not None:
+        if f.srv6.enabled and locator is None and f.srv6.usid:
+            block = site_block(f, site.name)
+            if block is not None:
+                taken = self._take(self.loc[site.name], node, "node IDs of uSID block {} are "
+                                   "exhausted (spec.srv6.nodeIds): no uSID assigned",
+                                   str(block))
+                locator = taken[0] if taken else None
+        elif f.srv6.enabled and locator is None and site.locator_block is not None:
             taken = self._take(self.loc[site.name], node, "locator block of site {} is "
                                "exhausted: no SRv6 locator assigned", site.name)
             locator = taken[0] if taken else None

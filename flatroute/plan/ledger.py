@@ -27,8 +27,18 @@ def ledger_to_doc(ledger: Ledger) -> dict[str, Any]:
         if e.retired_at:
             entry["retiredAt"] = e.retired_at
         nodes[name] = entry
-    return {"version": LEDGER_VERSION, "nodes": nodes,
-            "racks": {k: ledger.racks[k] for k in sorted(ledger.racks)}}
+    doc: dict[str, Any] = {"version": LEDGER_VERSION, "nodes": nodes,
+                           "racks": {k: ledger.racks[k] for k in sorted(ledger.racks)}}
+    if ledger.routers:  # uSID routers' node IDs; absent otherwise, as before
+        doc["routers"] = {k: _router_doc(ledger.routers[k]) for k in sorted(ledger.routers)}
+    return doc
+
+
+def _router_doc(e: LedgerEntry) -> dict[str, Any]:
+    out: dict[str, Any] = {"locator": e.locator}
+    if e.retired_at:
+        out["retiredAt"] = e.retired_at
+    return out
 
 
 def ledger_to_json(ledger: Ledger) -> str:
@@ -41,7 +51,12 @@ def ledger_to_json(ledger: Ledger) -> str:
     nodes = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v, sort_keys=True)}"
                        for k, v in doc["nodes"].items())
     racks = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in doc["racks"].items())
-    return (f'{{\n  "nodes": {_block(nodes)},\n  "racks": {_block(racks)},\n'
+    routers = ""
+    if "routers" in doc:
+        lines = ",\n".join(f"    {json.dumps(k)}: {json.dumps(v, sort_keys=True)}"
+                           for k, v in doc["routers"].items())
+        routers = f'  "routers": {_block(lines)},\n'
+    return (f'{{\n  "nodes": {_block(nodes)},\n  "racks": {_block(racks)},\n{routers}'
             f'  "version": {doc["version"]}\n}}\n')
 
 
@@ -66,9 +81,12 @@ def ledger_from_doc(doc: Any, source: str = "<ledger>") -> Ledger:
             for name, e in (doc.get("nodes") or {}).items()
         }
         racks = {str(k): int(v) for k, v in (doc.get("racks") or {}).items()}
+        routers = {str(name): LedgerEntry(locator=str(e["locator"]),
+                                          retired_at=e.get("retiredAt"))
+                   for name, e in (doc.get("routers") or {}).items()}
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise InvalidInput([field_error(source, "", f"malformed ledger: {exc}")]) from exc
-    return Ledger(nodes, racks)
+    return Ledger(nodes, racks, routers)
 
 
 def load_ledger(path: str | Path) -> Ledger:
@@ -90,11 +108,14 @@ def expire(ledger: Ledger, now: float, grace_seconds: float) -> Ledger:
     """Free the allocations of nodes retired for longer than the grace period."""
     from datetime import datetime
 
-    keep = {}
-    for name, e in ledger.nodes.items():
-        if e.retired_at is not None:
-            retired = datetime.fromisoformat(e.retired_at).timestamp()
-            if now - retired >= grace_seconds:
-                continue
-        keep[name] = e
-    return Ledger(keep, dict(ledger.racks))
+    def kept(entries: dict[str, LedgerEntry]) -> dict[str, LedgerEntry]:
+        keep = {}
+        for name, e in entries.items():
+            if e.retired_at is not None:
+                retired = datetime.fromisoformat(e.retired_at).timestamp()
+                if now - retired >= grace_seconds:
+                    continue
+            keep[name] = e
+        return keep
+
+    return Ledger(kept(ledger.nodes), dict(ledger.racks), kept(ledger.routers))

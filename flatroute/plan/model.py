@@ -32,6 +32,17 @@ class Behavior(StrEnum):
     END_DT4 = "End.DT4"
     END_DT6 = "End.DT6"
     END_DT46 = "End.DT46"
+    #: uSID (RFC 9800 NEXT-C-SID, F3216): End and End.X with the NEXT-C-SID flavour, and the
+    #: decapsulations reached through a uSID
+    UN = "uN"
+    UA = "uA"
+    UDT4 = "uDT4"
+    UDT6 = "uDT6"
+    UDT46 = "uDT46"
+
+
+#: the uSID decapsulations
+USID_DECAPS = (Behavior.UDT4, Behavior.UDT6, Behavior.UDT46)
 
 
 #: Function part of each SID inside a node locator: locator + function = SID.
@@ -54,6 +65,9 @@ def sid_of(locator: IPv6Network, behavior: Behavior) -> IPv6Address:
 class Sid:
     sid: IPv6Address
     behavior: Behavior
+    #: the prefix length the SID is matched with: 128 for a full SID, 48 for a uSID
+    #: (block:ID::/48), 64 for a local function after the node ID
+    length: int = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +105,8 @@ class Segment:
     segments: tuple[IPv6Address, ...]
     target: str  # node (or gateway) that decapsulates
     policy: str | None = None
+    #: uSID format: the uSIDs the segments (then uSID containers) carry, in travel order
+    usids: tuple[IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +152,8 @@ class SitePlan:
 class Srv6Settings:
     enabled: bool
     encap_mode: EncapMode
+    #: "full" or "usid-f3216"
+    format: str = "full"
     #: the source address of encapsulated packets is chosen per node (its End SID)
 
 
@@ -166,6 +184,17 @@ class Ledger:
 
     nodes: dict[str, LedgerEntry] = field(default_factory=dict)
     racks: dict[str, int] = field(default_factory=dict)
+    #: uSID routers: their uSID locator (block:ID::/48), kept like a node's
+    routers: dict[str, LedgerEntry] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSrv6:
+    """A router's SRv6 endpoint in the plan: its uSID locator and uN SID."""
+
+    name: str
+    locator: IPv6Network
+    sids: tuple[Sid, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +208,8 @@ class Plan:
     sites: tuple[SitePlan, ...]
     ledger: Ledger
     problems: tuple[Problem, ...] = ()
+    #: uSID routers (format usid-f3216), by name
+    routers: tuple[RouterSrv6, ...] = ()
     #: planner-internal memo for incremental re-planning; not part of the plan's value
     memo: dict[str, tuple[object, NodePlan]] = field(default_factory=dict, compare=False,
                                                      repr=False)

@@ -13,6 +13,7 @@ from ipaddress import (
 from typing import cast
 
 from flatroute.fabric.model import (
+    USID_LOCATOR_LENGTH,
     AsnMode,
     Fabric,
     Node,
@@ -42,6 +43,7 @@ class NodePlanner:
         self.rack_asns = rack_asns
         self.problems = problems
         self._sids_end, self._sids_decap = locator_functions(fabric)
+        self._sid_length = USID_LOCATOR_LENGTH if fabric.srv6.usid else 128
         self._rack_tors: dict[str, dict[str, Router]] = {}
         self._tor_ip_cache: dict[str, tuple[IPv4Address | None, IPv6Address | None]] = {}
 
@@ -66,7 +68,10 @@ class NodePlanner:
         if locator is not None:
             decaps = f.srv6.scope is SegmentScope.NODE or node.role is NodeRole.GATEWAY
             base = int(locator.network_address)
-            sids = tuple([Sid(cast(IPv6Address, address(base + function, 6)), b)
+            if f.srv6.usid:  # every node's uSID decapsulates (see flatroute.fabric.usid)
+                decaps = True
+            sids = tuple([Sid(cast(IPv6Address, address(base + function, 6)), b,
+                              self._sid_length)
                           for b, function in (self._sids_decap if decaps else self._sids_end)])
         return NodePlan(
             name=node.name, site=rack.site, rack=rack.name, role=node.role, asn=asn,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from ipaddress import IPv6Network
 from typing import Any
 
 import yaml
 
 from flatroute.plan.ledger import ledger_to_doc
-from flatroute.plan.model import Plan
+from flatroute.plan.model import Plan, Segment, Sid
+from flatroute.plan.usid import text as usid_text
 
 
 def plan_to_doc(p: Plan) -> dict[str, Any]:
@@ -29,7 +31,7 @@ def plan_to_doc(p: Plan) -> dict[str, Any]:
                            "localAddress": str(pp.local_address) if pp.local_address else None,
                            "families": [f.value for f in pp.families]} for pp in n.peers],
                 "locator": str(n.locator) if n.locator else None,
-                "sids": [{"sid": str(s.sid), "behavior": s.behavior.value} for s in n.sids],
+                "sids": [_sid_doc(s) for s in n.sids],
                 "announce": [str(a) for a in n.announcements],
             }
             for n in p.nodes
@@ -40,14 +42,49 @@ def plan_to_doc(p: Plan) -> dict[str, Any]:
                 "aggregates": [str(a) for a in s.aggregates],
                 "locatorBlock": str(s.locator_block) if s.locator_block else None,
                 "gateways": list(s.gateways),
-                "segments": [{"prefix": str(g.prefix), "segments": [str(x) for x in g.segments],
-                              "target": g.target, "policy": g.policy} for g in s.segments],
+                "segments": [_segment_doc(g) for g in s.segments],
             }
             for s in p.sites
         ],
         "problems": [str(x) for x in p.problems],
         "ledger": ledger_to_doc(p.ledger),
-    }
+    } | ({"format": p.srv6.format,
+          "routers": [{"name": r.name, "locator": str(r.locator),
+                       "sids": [_sid_doc(x) for x in r.sids]} for r in p.routers]}
+         if p.srv6.format != "full" else {})
+
+
+def _sid_doc(s: Sid) -> dict[str, object]:
+    doc: dict[str, object] = {"sid": str(s.sid), "behavior": s.behavior.value}
+    if s.length != 128:
+        doc |= {"length": s.length, "usid": usid_text(_net(s))}
+    return doc
+
+
+def _net(s: Sid) -> IPv6Network:
+    return IPv6Network((int(s.sid), s.length))
+
+
+def _segment_doc(g: Segment) -> dict[str, object]:
+    doc: dict[str, object] = {"prefix": str(g.prefix), "segments": [str(x) for x in g.segments],
+                              "target": g.target, "policy": g.policy}
+    if g.usids:
+        doc["usids"] = [usid_text(u) for u in g.usids]
+    return doc
+
+
+def _sid_cell(s: Sid) -> str:
+    if s.length == 128:
+        return f"{s.behavior.value}={s.sid}"
+    return f"{s.behavior.value}={usid_text(_net(s))} ({s.sid}/{s.length})"
+
+
+def _path_cell(g: Segment) -> str:
+    """A uSID path as its uSIDs, then the containers on the wire."""
+    if not g.usids:
+        return " -> ".join(str(x) for x in g.segments)
+    return (" > ".join(usid_text(u) for u in g.usids)
+            + " = [" + ", ".join(str(x) for x in g.segments) + "]")
 
 
 def plan_to_json(p: Plan) -> str:
@@ -74,7 +111,7 @@ def plan_to_table(p: Plan) -> str:
     for n in p.nodes:
         peers = ", ".join(sorted({f"{pp.tor} AS{pp.asn}" for pp in n.peers}))
         blocks = " ".join(str(b) for b in (*n.ipv4_blocks, *n.ipv6_blocks)) or "-"
-        sids = " ".join(f"{s.behavior.value}={s.sid}" for s in n.sids) or "-"
+        sids = " ".join(_sid_cell(s) for s in n.sids) or "-"
         rows.append([n.name, n.site, n.rack, str(n.asn or "-"), str(n.router_id or "-"),
                      blocks, peers or "-", str(n.locator or "-"), sids])
     parts.append("")
@@ -84,7 +121,11 @@ def plan_to_table(p: Plan) -> str:
     srows = [[s.name, " ".join(str(a) for a in s.aggregates), str(s.locator_block or "-"),
               ", ".join(s.gateways) or "-", str(len(s.segments))] for s in p.sites]
     parts.append(_table(["SITE", "AGGREGATES", "LOCATOR BLOCK", "GATEWAYS", "SEGMENTS"], srows))
-    seg_rows = [[s.name, str(g.prefix), " -> ".join(str(x) for x in g.segments), g.target,
+    if p.routers:
+        parts.append("")
+        parts.append(_table(["USID ROUTER", "LOCATOR", "SIDS"], [
+            [r.name, str(r.locator), " ".join(_sid_cell(x) for x in r.sids)] for r in p.routers]))
+    seg_rows = [[s.name, str(g.prefix), _path_cell(g), g.target,
                  g.policy or "-"] for s in p.sites for g in s.segments]
     if seg_rows:
         parts.append("")

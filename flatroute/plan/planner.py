@@ -20,9 +20,22 @@ its whole cycle, `flatroute plan`, the benchmarks; see `flatroute.gcpause`).
 
 from __future__ import annotations
 
-from flatroute.fabric.model import Fabric, Node, Rack, Site
+from ipaddress import IPv6Network
+from typing import cast
+
+from flatroute.fabric.model import USID_LOCATOR_LENGTH, Fabric, Node, Rack, Site
+from flatroute.plan.alloc import parse_net
 from flatroute.plan.allocate import Allocator
-from flatroute.plan.model import Ledger, LedgerEntry, NodePlan, Plan, Srv6Settings
+from flatroute.plan.model import (
+    Behavior,
+    Ledger,
+    LedgerEntry,
+    NodePlan,
+    Plan,
+    RouterSrv6,
+    Sid,
+    Srv6Settings,
+)
 from flatroute.plan.nodes import NodePlanner
 from flatroute.plan.problems import Problems
 from flatroute.plan.srv6 import SitePlanner
@@ -46,6 +59,7 @@ def plan(
     alloc = Allocator(f, problems)
     nodes = sorted(f.nodes, key=lambda n: n.name)
     entries = alloc.claim(nodes, ledger)
+    router_entries = alloc.allocate_routers()
     rack_asns = alloc.rack_asns(ledger)
     builder = NodePlanner(f, alloc.hosts, rack_asns, problems)
     memo = _Memo(f, alloc.racks, alloc.sites, rack_asns, previous.memo if previous else {})
@@ -69,18 +83,24 @@ def plan(
             # A node planned with a problem (exhaustion...) is planned again next time:
             # so its problem stays reported, and it gets what it lacks once there is room.
             new_memo[node.name] = (memo.key(node, entry), node_plan)
-    new_ledger = _retire(entries, {n.name for n in nodes}, now or RETIRED_UNKNOWN, rack_asns)
-    sites = SitePlanner(f, f.routers(), plans, problems).plans_by_site()
+    now = now or RETIRED_UNKNOWN
+    new_ledger = _retire(entries, {n.name for n in nodes}, now, rack_asns)
+    usid_routers = _usid_routers(f, router_entries)
+    new_ledger = Ledger(new_ledger.nodes, new_ledger.racks,
+                        _retire_routers(router_entries, set(usid_routers), now))
+    sites = SitePlanner(f, f.routers(), plans, problems,
+                        {r.name: r for r in usid_routers.values()}).plans_by_site()
     problems.raise_invalid()
     return Plan(
         fabric=f.name,
         mtu=f.pods.mtu,
         bgp=f.bgp,
-        srv6=Srv6Settings(f.srv6.enabled, f.srv6.encap_mode),
+        srv6=Srv6Settings(f.srv6.enabled, f.srv6.encap_mode, f.srv6.format.value),
         nodes=tuple(plans),
         sites=sites,
         ledger=new_ledger,
         problems=tuple(problems.nodes),
+        routers=tuple(usid_routers[k] for k in sorted(usid_routers)),
         memo=memo.new,
     )
 
@@ -94,6 +114,32 @@ def _retire(entries: dict[str, LedgerEntry], present: set[str], now: str,
         elif name in present and entry.retired_at is not None:
             entries[name] = _replace(entry, retired_at=None)
     return Ledger(dict(sorted(entries.items())), dict(sorted(rack_asns.items())))
+
+
+def _usid_routers(f: Fabric, entries: dict[str, LedgerEntry]) -> dict[str, RouterSrv6]:
+    """The uSID routers still in the fabric with a node ID: their locator and uN."""
+    routers = f.routers()
+    out = {}
+    for name, e in entries.items():
+        r = routers.get(name)
+        if r is None or not r.usid or e.locator is None:
+            continue
+        loc = cast(IPv6Network, parse_net(e.locator))
+        out[name] = RouterSrv6(name, loc, (Sid(loc.network_address, Behavior.UN,
+                                                USID_LOCATOR_LENGTH),))
+    return out
+
+
+def _retire_routers(entries: dict[str, LedgerEntry], present: set[str],
+                    now: str) -> dict[str, LedgerEntry]:
+    """Routers that left (or stopped doing uSID) keep their node ID, stamped retired."""
+    out = {}
+    for name in sorted(entries):
+        e = entries[name]
+        if name not in present and e.retired_at is None:
+            e = LedgerEntry(locator=e.locator, retired_at=now)
+        out[name] = e
+    return out
 
 
 class _Memo:
@@ -126,7 +172,8 @@ class _Memo:
                    f.asn, f.pods, f.bgp.ipv4_over_ipv6, f.bgp.bfd.enabled, f.srv6.enabled,
                    f.srv6.scope,
                    f.srv6.decap_ipv4, f.srv6.decap_ipv6, f.srv6.locator_length,
-                   f.srv6.datapath, self.rack_asns.get(rack_name))
+                   f.srv6.datapath, f.srv6.format, f.srv6.locator_block, f.srv6.node_ids,
+                   self.rack_asns.get(rack_name))
             self._rack_keys[rack_name] = key
         return key
 

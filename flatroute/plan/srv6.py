@@ -7,33 +7,51 @@ their waypoints' End SIDs, or add a steered route for one prefix.
 
 from __future__ import annotations
 
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 
-from flatroute.fabric.model import Fabric, NodeRole, Router, SegmentScope, Site
+from flatroute.fabric.model import (
+    USID_LOCATOR_LENGTH,
+    Fabric,
+    NodeRole,
+    Router,
+    SegmentScope,
+    Site,
+)
+from flatroute.fabric.usid import MAX_CONTAINERS, site_block
 from flatroute.plan.model import (
     FUNCTION,
     Behavior,
     NodePlan,
     Prefix,
+    RouterSrv6,
     Segment,
     SitePlan,
     sid_of,
 )
 from flatroute.plan.problems import Problems
+from flatroute.plan.usid import pack
 
 #: the (behaviour, function) pairs of a locator's SIDs
 Functions = tuple[tuple[Behavior, int], ...]
 
 
 def decap_behaviors(fabric: Fabric) -> tuple[Behavior, Behavior]:
-    """The behaviours that decapsulate IPv4 and IPv6 (spec.srv6.decapIpv4, decapIpv6)."""
+    """The behaviours that decapsulate IPv4 and IPv6 (spec.srv6.decapIpv4, decapIpv6); in
+    uSID format one uSID per node does both: uDT46, or uDT4 / uDT6 in a one-family fabric."""
+    if fabric.srv6.usid:
+        v4 = any(s.ipv4_pools for s in fabric.sites)
+        v6 = any(s.ipv6_pools for s in fabric.sites)
+        b = Behavior.UDT46 if v4 and v6 else Behavior.UDT4 if v4 else Behavior.UDT6
+        return b, b
     return Behavior(fabric.srv6.decap_ipv4.value), Behavior(fabric.srv6.decap_ipv6.value)
 
 
 def locator_functions(fabric: Fabric) -> tuple[Functions, Functions]:
     """The SIDs of a node's locator: for a node that only forwards, and for one that
-    decapsulates; the same for every node."""
+    decapsulates; the same for every node. uSID: the node's one uSID, block:ID::/48."""
     d4, d6 = decap_behaviors(fabric)
+    if fabric.srv6.usid:
+        return (), ((d4, 0),)
     end = ((Behavior.END, FUNCTION[Behavior.END]),)
     decap = end + (((d4, FUNCTION[d4]),) if d4 == d6
                    else ((d4, FUNCTION[d4]), (d6, FUNCTION[d6])))
@@ -42,9 +60,10 @@ def locator_functions(fabric: Fabric) -> tuple[Functions, Functions]:
 
 class SitePlanner:
     def __init__(self, fabric: Fabric, routers: dict[str, Router], plans: list[NodePlan],
-                 problems: Problems) -> None:
+                 problems: Problems, usid_routers: dict[str, RouterSrv6] | None = None) -> None:
         self.f = fabric
         self.routers = routers
+        self.usid_routers = usid_routers or {}
         self.plans = plans
         self.problems = problems
         self.d4, self.d6 = decap_behaviors(fabric)
@@ -70,7 +89,10 @@ class SitePlanner:
                     if other.name != s.name:
                         segs.extend(reach[other.name])
                 segs = self._apply_policies(s.name, segs)
-            out.append(SitePlan(s.name, (*s.ipv4_pools, *s.ipv6_pools), s.locator_block,
+                if f.srv6.usid:
+                    segs = [self._compress(g, s.name) for g in segs]
+            block = site_block(f, s.name) if f.srv6.usid else s.locator_block
+            out.append(SitePlan(s.name, (*s.ipv4_pools, *s.ipv6_pools), block,
                                 gateways[s.name], tuple(segs)))
         return tuple(out)
 
@@ -127,8 +149,22 @@ class SitePlanner:
                 if None not in sids else None
         return self._waypoints[pi]
 
+    def _compress(self, seg: Segment, site: str) -> Segment:
+        """A segment list of uSIDs (each block:ID::) as containers; the uSIDs kept beside."""
+        usids = tuple(IPv6Network((int(a), USID_LOCATOR_LENGTH)) for a in seg.segments)
+        packed = pack(usids)
+        if len(packed) > MAX_CONTAINERS:
+            where = next((f"spec.srv6.policies[{i}]" for i, p in enumerate(self.f.srv6.policies)
+                          if p.name == seg.policy), "spec.srv6.policies")
+            self.problems.field(where, f"the path from site {site} needs {len(packed)} uSID "
+                                f"containers; the datapaths carry at most {MAX_CONTAINERS}",
+                                seg.policy)
+        return Segment(seg.prefix, packed, seg.target, seg.policy, usids)
+
     def _waypoint_sid(self, name: str, path: str) -> IPv6Address | None:
         """A waypoint's End SID; None, with the fabric problem reported, if it has none."""
+        if self.f.srv6.usid:
+            return self._waypoint_usid(name, path)
         router = self.routers.get(name)
         if router is not None:
             if router.locator is None:
@@ -144,6 +180,15 @@ class SitePlanner:
                 return sid
         self.problems.field(path, "names no router or node", name)
         return None
+
+    def _waypoint_usid(self, name: str, path: str) -> IPv6Address | None:
+        """A uSID waypoint's uN (the fabric checks already refused nodes and non-uSID
+        routers); None, reported, while the router has no node ID (IDs exhausted)."""
+        r = self.usid_routers.get(name)
+        if r is None:
+            self.problems.field(path, "waypoint router has no uSID node ID", name)
+            return None
+        return r.sids[0].sid
 
     def _prefix_target(self, prefix: Prefix) -> tuple[str, IPv6Address] | None:
         beh = self.d4 if prefix.version == 4 else self.d6

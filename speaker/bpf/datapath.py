@@ -33,14 +33,19 @@ from speaker.bpf.maps import (
     MAP_ENCAP6,
     MAP_LOCATORS,
     MAP_SIDS,
+    MAP_USIDS,
     SID_KEY_SIZE,
     SID_VALUE_SIZE,
+    USID_KEY_SIZE,
+    USID_VALUE_SIZE,
     EncapEntry,
     LocatorEntry,
     SidEntry,
+    UsidEntry,
     decode_encap,
     decode_locator,
     decode_sid,
+    decode_usid,
     encode,
     sum_percpu,
 )
@@ -49,12 +54,13 @@ PROG_ENCAP = "flr_encap"   # tc ingress of a pod's host veth
 PROG_SID = "flr_sid"       # tc ingress of an uplink / router interface: End, decap
 PROGRAMS = (PROG_ENCAP, PROG_SID)
 # Index order of the counter enum in srv6.bpf.c.
-COUNTERS = ("no_sid", "sl_mismatch", "too_big", "fib_fail", "encap", "decap", "end", "error")
-MAPS = (MAP_ENCAP4, MAP_ENCAP6, MAP_SIDS, MAP_LOCATORS, MAP_COUNTERS)
+COUNTERS = ("no_sid", "sl_mismatch", "too_big", "fib_fail", "encap", "decap", "end", "error",
+            "usid_shift", "usid_end")
+MAPS = (MAP_ENCAP4, MAP_ENCAP6, MAP_SIDS, MAP_LOCATORS, MAP_COUNTERS, MAP_USIDS)
 
 BPFFS_MAGIC = 0xCAFE4A11
 
-Entry = EncapEntry | SidEntry | LocatorEntry
+Entry = EncapEntry | SidEntry | LocatorEntry | UsidEntry
 
 log = get_logger(component="bpf_datapath")
 
@@ -255,6 +261,11 @@ class BpfDatapath:
     def list_sids(self) -> list[SidEntry]:
         return sorted((decode_sid(k, v) for k, v in
                        self._dump(MAP_SIDS, SID_KEY_SIZE, SID_VALUE_SIZE)), key=lambda e: e.sid)
+
+    def list_usids(self) -> list[UsidEntry]:
+        return sorted((decode_usid(k, v) for k, v in
+                       self._dump(MAP_USIDS, USID_KEY_SIZE, USID_VALUE_SIZE)),
+                      key=lambda e: e.prefix)
 
     def list_locators(self) -> list[LocatorEntry]:
         fd = self._fd(MAP_LOCATORS)

@@ -8,6 +8,8 @@ The layouts mirror the C structs of srv6.bpf.c (change both together):
                                      u8 segs[6][16] (travel order) }                     120 B
   flr_sids  hash      key  u8 sid[16]; value struct sid_val { u32 behavior; u32 pad; }   16/8 B
   flr_locs  LPM trie  key  struct lpm6_key; value u32 (1)                                 20/4 B
+  flr_usids LPM trie  key  struct lpm6_key; value struct usid_val { u32 behavior; u32 plen;
+                                                     u8 nh[16] }                        20/24 B
   flr_cnt   per-CPU array of u64, indexed by the counter enum
 """
 
@@ -25,11 +27,17 @@ MAP_ENCAP6 = "flr_enc6"
 MAP_SIDS = "flr_sids"
 MAP_LOCATORS = "flr_locs"
 MAP_COUNTERS = "flr_cnt"
+MAP_USIDS = "flr_usids"
 
 MODES: dict[str, int] = {"encap": 1, "encap.red": 2}
 BEHAVIORS: dict[str, int] = {
     "End": 1, "End.DX4": 2, "End.DT4": 3, "End.DT6": 4, "End.DT46": 5, "End.DX6": 6,
 }
+#: uSIDs (RFC 9800, F3216), matched by prefix in flr_usids
+USID_BEHAVIORS: dict[str, int] = {"uN": 7, "uA": 8, "uDT4": 9, "uDT6": 10, "uDT46": 11}
+#: the lengths a uSID prefix may have: a node ID (48), a local function after one (64)
+USID_LENGTHS = (48, 64)
+_USID_NAMES = {v: k for k, v in USID_BEHAVIORS.items()}
 _MODE_NAMES = {v: k for k, v in MODES.items()}
 _BEHAVIOR_NAMES = {v: k for k, v in BEHAVIORS.items()}
 
@@ -39,6 +47,7 @@ _LPM6 = struct.Struct(_HOST + "I16s")
 _ENCAP = struct.Struct(_HOST + "BB6x16s" + "16s" * MAX_SEGMENTS)
 _SID_VAL = struct.Struct(_HOST + "I4x")
 _LOC_VAL = struct.Struct(_HOST + "I")
+_USID_VAL = struct.Struct(_HOST + "II16s")
 
 ENCAP4_KEY_SIZE = _LPM4.size
 ENCAP6_KEY_SIZE = _LPM6.size
@@ -47,6 +56,8 @@ SID_KEY_SIZE = 16
 SID_VALUE_SIZE = _SID_VAL.size
 LOCATOR_KEY_SIZE = _LPM6.size
 LOCATOR_VALUE_SIZE = _LOC_VAL.size
+USID_KEY_SIZE = _LPM6.size
+USID_VALUE_SIZE = _USID_VAL.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +113,29 @@ class LocatorEntry:
             raise ValueError(f"locator {self.prefix!r} is not an IPv6Network")
 
 
-Entry = EncapEntry | SidEntry | LocatorEntry
+@dataclass(frozen=True, slots=True)
+class UsidEntry:
+    """A local uSID (F3216) handled at tc ingress of the uplinks, matched by prefix: uN or uA
+    (uA forwards to `nexthop`), or a decapsulation uDT4 / uDT6 / uDT46."""
+
+    prefix: IPv6Network
+    behavior: str   # one of USID_BEHAVIORS
+    nexthop: IPv6Address | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prefix, IPv6Network) or self.prefix.prefixlen not in USID_LENGTHS:
+            raise ValueError(f"uSID {self.prefix!r} is not an IPv6 prefix of length "
+                             f"{' or '.join(map(str, USID_LENGTHS))}")
+        if self.behavior not in USID_BEHAVIORS:
+            raise ValueError(f"uSID behavior must be one of {sorted(USID_BEHAVIORS)}, "
+                             f"got {self.behavior!r}")
+        if (self.behavior == "uA") != (self.nexthop is not None):
+            raise ValueError(f"uSID {self.prefix}: a neighbour is for uA, and uA needs one")
+        if self.nexthop is not None and not isinstance(self.nexthop, IPv6Address):
+            raise ValueError(f"uA neighbour {self.nexthop!r} is not an IPv6Address")
+
+
+Entry = EncapEntry | SidEntry | LocatorEntry | UsidEntry
 
 
 def _lpm_key(prefix: IPv4Network | IPv6Network) -> bytes:
@@ -184,6 +217,27 @@ def decode_locator(key: bytes) -> LocatorEntry:
     return LocatorEntry(prefix=prefix)
 
 
+def encode_usid(entry: UsidEntry) -> tuple[bytes, bytes]:
+    nh = entry.nexthop.packed if entry.nexthop is not None else bytes(16)
+    return _lpm_key(entry.prefix), _USID_VAL.pack(USID_BEHAVIORS[entry.behavior],
+                                                  entry.prefix.prefixlen, nh)
+
+
+def decode_usid(key: bytes, value: bytes) -> UsidEntry:
+    if len(key) != _LPM6.size or len(value) != _USID_VAL.size:
+        raise ValueError(f"uSID key/value of {len(key)}/{len(value)} bytes: "
+                         f"expected {_LPM6.size}/{_USID_VAL.size}")
+    prefix = _decode_lpm(key)
+    beh, plen, nh = _USID_VAL.unpack(value)
+    if beh not in _USID_NAMES:
+        raise ValueError(f"uSID value with unknown behavior {beh}")
+    if plen != prefix.prefixlen:
+        raise ValueError(f"uSID value for /{plen} under the key {prefix}")
+    assert isinstance(prefix, IPv6Network)
+    name = _USID_NAMES[beh]
+    return UsidEntry(prefix, name, IPv6Address(nh) if name == "uA" else None)
+
+
 def encode(entry: Entry) -> tuple[str, bytes, bytes]:
     """(map name, key, value) for any entry."""
     if isinstance(entry, EncapEntry):
@@ -192,6 +246,8 @@ def encode(entry: Entry) -> tuple[str, bytes, bytes]:
         return (MAP_SIDS, *encode_sid(entry))
     if isinstance(entry, LocatorEntry):
         return (MAP_LOCATORS, *encode_locator(entry))
+    if isinstance(entry, UsidEntry):
+        return (MAP_USIDS, *encode_usid(entry))
     raise ValueError(f"not a datapath entry: {entry!r}")
 
 

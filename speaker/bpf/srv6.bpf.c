@@ -5,8 +5,12 @@
  *   flr_encap  tc ingress of a pod's host veth: H.Encaps / H.Encaps.Red (RFC 8986 5.1, 5.2)
  *              for inner destinations found in the LPM tries flr_enc4 / flr_enc6.
  *   flr_sid    tc ingress of an uplink: End, End.DX4/DT4/DT6/DX6/DT46 (RFC 8986 4.1, 4.4-4.8)
- *              for SIDs of the hash flr_sids; a packet to an unknown SID inside one of the
- *              locators of flr_locs is dropped (no_sid).
+ *              for SIDs of the hash flr_sids; uSIDs (RFC 9800 NEXT-C-SID, F3216) for the
+ *              prefixes of the LPM trie flr_usids: uN (End with the NEXT-C-SID flavour: shift
+ *              the container past the uSID and forward; at the end of the container, the next
+ *              segment), uA (the same, then forward to the neighbour given), uDT4/uDT6/uDT46
+ *              (decapsulate); a packet to an unknown SID inside one of the locators of
+ *              flr_locs is dropped (no_sid).
  *
  * The bytes on the wire are those of Linux's seg6 lwtunnel (tests/netns/bpf/test_bpf_vs_kernel.py
  * compares them field by field): the inner packet untouched; outer IPv6 over IPv4 with traffic
@@ -51,6 +55,13 @@
 #define BEH_DT6 4
 #define BEH_DT46 5
 #define BEH_DX6 6
+#define BEH_UN 7
+#define BEH_UA 8
+#define BEH_UDT4 9
+#define BEH_UDT6 10
+#define BEH_UDT46 11
+
+#define USID_BLOCK_BYTES 4                /* F3216: a 32-bit locator block */
 
 /* Counter indexes: the order of COUNTERS in speaker/bpf/datapath.py. */
 enum {
@@ -62,6 +73,8 @@ enum {
 	C_DECAP,
 	C_END,
 	C_ERROR,
+	C_USID_SHIFT,
+	C_USID_END,
 	C_MAX,
 };
 #define COUNTER_SLOTS 16
@@ -116,6 +129,12 @@ struct {
 	__uint(max_entries, 4096);
 } flr_sids SEC(".maps");
 
+struct usid_val {
+	__u32 behavior;                   /* BEH_UN, BEH_UA, BEH_UDT* */
+	__u32 plen;                       /* the uSID's prefix length: 48, or 64 after a node ID */
+	__u8 nh[16];                      /* uA: the neighbour's address */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct lpm6_key);
@@ -123,6 +142,14 @@ struct {
 	__uint(max_entries, 1024);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } flr_locs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lpm6_key);
+	__type(value, struct usid_val);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} flr_usids SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -526,6 +553,111 @@ err:
 	return TC_ACT_SHOT;
 }
 
+/*
+ * End at an SRH: segments left less one, that segment in the destination address. The packet is
+ * then forwarded on the new destination. 0, or -1 when the SRH does not allow it.
+ */
+static __always_inline int srh_next(struct __sk_buff *skb, struct flr_srhdr *srh)
+{
+	__u8 seg[16];
+	__u32 sl;
+
+	if (srh->sl == 0)
+		return -1;
+	sl = srh->sl - 1;
+	if (sl > srh->last || (sl + 1) * 2 > srh->hdrlen)
+		return -1;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + IP6_HLEN + SRH_FIXED + 16 * sl, seg, 16))
+		return -1;
+	srh->sl = sl;
+	if (bpf_skb_store_bytes(skb, ETH_HLEN + IP6_HLEN + 3, &srh->sl, 1, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + 24, seg, 16, 0))
+		return -1;
+	return 0;
+}
+
+/*
+ * uA: forward to the neighbour `nh` out of the interface the FIB finds for it, the hop limit
+ * decremented here as the kernel's forwarding would (a packet at its last hop goes to the
+ * kernel, which answers time exceeded).
+ */
+static __always_inline int usid_adjacency(struct __sk_buff *skb, struct flr_v6hdr *ip, __u8 *nh)
+{
+	struct bpf_fib_lookup fib = {};
+	__u8 hlim;
+	long rc;
+
+	if (ip->hlim <= 1)
+		return TC_ACT_OK;
+	fib.family = AF_INET6;
+	fib.ifindex = skb->ifindex;
+	fib.tot_len = skb->len - ETH_HLEN;
+	__builtin_memcpy(fib.ipv6_src, ip->saddr, 16);
+	__builtin_memcpy(fib.ipv6_dst, nh, 16);
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		count(C_FIB_FAIL);
+		return TC_ACT_SHOT;
+	}
+	hlim = ip->hlim - 1;
+	if (bpf_skb_store_bytes(skb, ETH_HLEN + 7, &hlim, 1, 0))
+		goto err;
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh n = {};
+
+		n.nh_family = AF_INET6;
+		__builtin_memcpy(n.ipv6_nh, nh, 16);
+		return bpf_redirect_neigh(fib.ifindex, &n, sizeof(n), 0);
+	}
+	if (bpf_skb_store_bytes(skb, 0, fib.dmac, 6, 0) ||
+	    bpf_skb_store_bytes(skb, 6, fib.smac, 6, 0))
+		goto err;
+	return bpf_redirect(fib.ifindex, 0);
+err:
+	count(C_ERROR);
+	return TC_ACT_SHOT;
+}
+
+/*
+ * uN and uA (RFC 9800 End and End.X with the NEXT-C-SID flavour, F3216): shift the uSIDs after
+ * the block left past this one (16 bits, or 32 for a local function after the node ID), zeros
+ * in; if uSIDs remain, forward on the new destination. At the end of the container, End on the
+ * SRH: the next segment. With none left there is nothing to process: drop (usid_end).
+ */
+static __always_inline int usid_shift(struct __sk_buff *skb, struct flr_v6hdr *ip,
+				      struct usid_val *uv, int has_srh, struct flr_srhdr *srh)
+{
+	__u8 da[16];
+	__u32 i, k, rest = 0;
+
+	if (uv->plen != 48 && uv->plen != 64)
+		return -1;
+	k = (uv->plen - 32) / 8;
+	__builtin_memcpy(da, ip->daddr, 16);
+#pragma unroll
+	for (i = USID_BLOCK_BYTES; i < 16; i++) {
+		__u32 j = i + k;
+
+		da[i] = j < 16 ? ip->daddr[j & 15] : 0;
+		rest |= da[i];
+	}
+	if (rest) {
+		if (bpf_skb_store_bytes(skb, ETH_HLEN + 24, da, 16, 0))
+			return -1;
+		__builtin_memcpy(ip->daddr, da, 16);
+		count(C_USID_SHIFT);
+		return 0;
+	}
+	if (!has_srh || srh_next(skb, srh)) {
+		count(C_USID_END);
+		return -2;
+	}
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 24, ip->daddr, 16))
+		return -1;
+	count(C_END);
+	return 0;
+}
+
 SEC("tc")
 int flr_sid(struct __sk_buff *skb)
 {
@@ -534,6 +666,7 @@ int flr_sid(struct __sk_buff *skb)
 	struct flr_srhdr srh = {};
 	struct sid_key sk;
 	struct sid_val *sv;
+	struct usid_val *uv = 0;
 	__u32 beh, hlen, flags;
 	__u8 nh;
 	int has_srh;
@@ -544,17 +677,22 @@ int flr_sid(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	__builtin_memcpy(sk.addr, ip.daddr, 16);
 	sv = bpf_map_lookup_elem(&flr_sids, &sk);
-	if (!sv) {
+	if (sv) {
+		beh = sv->behavior;
+	} else {
 		struct lpm6_key k = { .plen = 128 };
 
 		__builtin_memcpy(k.addr, ip.daddr, 16);
-		if (bpf_map_lookup_elem(&flr_locs, &k)) {
-			count(C_NO_SID);
-			return TC_ACT_SHOT;
+		uv = bpf_map_lookup_elem(&flr_usids, &k);
+		if (!uv) {
+			if (bpf_map_lookup_elem(&flr_locs, &k)) {
+				count(C_NO_SID);
+				return TC_ACT_SHOT;
+			}
+			return TC_ACT_OK;
 		}
-		return TC_ACT_OK;
+		beh = uv->behavior;
 	}
-	beh = sv->behavior;
 	has_srh = ip.nexthdr == NH_ROUTING;
 	if (has_srh) {
 		if (bpf_skb_load_bytes(skb, ETH_HLEN + IP6_HLEN, &srh, sizeof(srh)))
@@ -564,25 +702,31 @@ int flr_sid(struct __sk_buff *skb)
 	}
 
 	if (beh == BEH_END) {
-		__u8 seg[16];
-		__u32 sl;
-
-		if (!has_srh || srh.sl == 0)
+		if (!has_srh || srh_next(skb, &srh))
 			goto mismatch;
-		sl = srh.sl - 1;
-		if (sl > srh.last || (sl + 1) * 2 > srh.hdrlen)
-			goto mismatch;
-		if (bpf_skb_load_bytes(skb, ETH_HLEN + IP6_HLEN + SRH_FIXED + 16 * sl, seg, 16))
-			goto mismatch;
-		srh.sl = sl;
-		if (bpf_skb_store_bytes(skb, ETH_HLEN + IP6_HLEN + 3, &srh.sl, 1, 0) ||
-		    bpf_skb_store_bytes(skb, ETH_HLEN + 24, seg, 16, 0)) {
-			count(C_ERROR);
-			return TC_ACT_SHOT;
-		}
 		count(C_END);
 		return TC_ACT_OK;
 	}
+	if ((beh == BEH_UN || beh == BEH_UA) && uv) {
+		__u8 nbr[16];
+		int rc;
+
+		__builtin_memcpy(nbr, uv->nh, 16);
+		rc = usid_shift(skb, &ip, uv, has_srh, &srh);
+		if (rc == -2)
+			return TC_ACT_SHOT;
+		if (rc)
+			goto mismatch;
+		if (beh == BEH_UA)
+			return usid_adjacency(skb, &ip, nbr);
+		return TC_ACT_OK;
+	}
+	if (beh == BEH_UDT4)
+		beh = BEH_DT4;
+	else if (beh == BEH_UDT6)
+		beh = BEH_DT6;
+	else if (beh == BEH_UDT46)
+		beh = BEH_DT46;
 
 	if (has_srh) {
 		if (srh.sl != 0)

@@ -21,6 +21,7 @@ from flatroute.fabric import parse_fabric
 from flatroute.plan import plan
 from kube.objects import NODESTATES
 from lab import frr, host
+from lab import srv6 as lab_srv6
 from lab import up as labup
 from lab.forward import Forwarder
 from lab.state import LabState
@@ -69,7 +70,7 @@ class KubeLab:
         tmp.mkdir(parents=True)
         self.topo: Topology = build(fabric, self.plan, self.state.prefix, 0)
         labup._network(self.state, self.topo)
-        datapath = labup._srv6_datapaths(self.state, fabric, lambda _m: None)
+        datapath = lab_srv6.router_datapath(self.state, fabric, lambda _m: None)
         labup._routers(self.state, self.topo, fabric, self.plan, datapath)
         logs = tmp / "logs"
         logs.mkdir()

@@ -185,6 +185,36 @@ def test_up_test_down(lab_factory: list[Lab], fabric: str, datapath: str) -> Non
     assert "nothing to remove" in again.stdout
 
 
+def test_usid_two_site_lab_with_a_two_waypoint_policy(lab_factory: list[Lab]) -> None:
+    """format: usid-f3216, tokyo -> osaka through wan1 then wan2 in one container. `auto`:
+    each router's uN and each node's uDT46 on whichever datapath the probe allows there."""
+    lab = Lab("two-site-usid.yaml", datapath="auto")
+    lab_factory.append(lab)
+    r = lab.up()
+    assert r.returncode == 0, r.stdout + r.stderr
+    t = lab.run("test")
+    print(t.stdout)
+    assert t.returncode == 0, t.stdout + t.stderr
+    assert re.fullmatch(r"\d+ passed, 0 failed", t.stdout.strip().splitlines()[-1])
+    # the waypoints saw the container shift: wan1 gets block:1:2:3::, wan2 block:2:3::,
+    # neither with an SRH
+    for line in ("wan1: ", "wan2: "):
+        hit = [ln for ln in t.stdout.splitlines() if ln.strip().startswith(line)
+               and "packets to fcbb:bb00:" in ln]
+        assert hit and all(ln.endswith(", 0 with an SRH") for ln in hit), t.stdout
+    assert re.search(r"wan1: [1-9]\d* packets to fcbb:bb00:1:2:3::, 0 with an SRH", t.stdout)
+    assert re.search(r"wan2: [1-9]\d* packets to fcbb:bb00:2:3::, 0 with an SRH", t.stdout)
+    # full-size DF packets at the pod MTU (1420) cross: 40 bytes of encapsulation
+    big = lab.exec("tk-n1-p0", "ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1392",
+                   "10.245.0.1")
+    assert big.returncode == 0, big.stdout + big.stderr
+    st = lab.run("status").stdout
+    assert "SRV6 PATHS" in st and "containers fcbb:bb00:1:2:3:: (no SRH)" in st, st
+    assert re.search(r"hops wan1 uN fcbb:bb00:1:2:3::, wan2 uN fcbb:bb00:2:3::, "
+                     r"os-n1 uDT46 fcbb:bb00:3::", st), st
+    assert "SRv6 uN on the" in st, st
+
+
 def test_kubernetes_mode(lab_factory: list[Lab]) -> None:
     """The same lab with the (fake) Kubernetes API as source of truth and distribution."""
     lab = Lab("two-site.yaml", pods=1)

@@ -101,8 +101,8 @@ class Lab:
         return res
 
 
-def _pod(lab: Lab, pod: str, node: str, hostif: str, v4: str, v6: str) -> None:
-    lab.nets.veth(pod, "eth0", node, hostif)
+def add_pod(nets: Netns, pod: str, node: str, hostif: str, v4: str, v6: str) -> None:
+    nets.veth(pod, "eth0", node, hostif)
     sysctls(pod, "net.ipv4.conf.all.rp_filter=0", "net.ipv6.conf.all.accept_dad=0")
     sh("ip", "addr", "add", f"{v4}/32", "dev", "eth0", ns=pod)
     sh("ip", "-6", "addr", "add", f"{v6}/128", "dev", "eth0", "nodad", ns=pod)
@@ -125,8 +125,8 @@ def build_lab(lab: Lab) -> None:
         node_sysctls(n)
     nets.veth(lab.node_a, "up0", lab.transit, "ta0")
     nets.veth(lab.transit, "tb0", lab.node_b, "up0")
-    _pod(lab, lab.pod_a, lab.node_a, "pa0", POD_A4, POD_A6)
-    _pod(lab, lab.pod_b, lab.node_b, "pb0", POD_B4, POD_B6)
+    add_pod(nets, lab.pod_a, lab.node_a, "pa0", POD_A4, POD_A6)
+    add_pod(nets, lab.pod_b, lab.node_b, "pb0", POD_B4, POD_B6)
     sh("ip", "addr", "add", "192.168.255.1/32", "dev", "lo", ns=lab.node_a)
     sh("ip", "addr", "add", "192.168.255.2/32", "dev", "lo", ns=lab.node_b)
     sh("ip", "-6", "addr", "add", "2001:db8:a::1/64", "dev", "up0", "nodad", ns=lab.node_a)

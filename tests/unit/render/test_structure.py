@@ -66,7 +66,15 @@ def test_frr_blocks_end_with_bang_and_no_exit_or_trailing_comments(f: RenderedFi
 def test_srv6_companion_installs_the_end_sid(f: RenderedFile) -> None:
     assert f.text.startswith("#!/bin/sh\n")
     assert "set -eu" in f.text
-    assert re.search(r"ip -6 route replace \S+/128 encap seg6local action End dev flrsid", f.text)
+    full = re.search(r"ip -6 route replace \S+/128 encap seg6local action End dev flrsid",
+                     f.text)
+    # uSID F3216: End with the NEXT-C-SID flavour over the router's /48, eBPF uN otherwise
+    usid = re.search(r"ip -6 route replace (\S+/48) encap seg6local action End flavors "
+                     r"next-csid lblen 32 nflen 16 dev flrsid", f.text)
+    assert full or usid
+    if usid:
+        assert f"--behavior uN --sid {ip_network(usid.group(1)).network_address} " \
+            f"--locator {usid.group(1)}" in f.text
     assert "seg6_enabled" in f.text
 
 
@@ -103,6 +111,48 @@ def test_sonic_config_db_is_valid_json_with_string_fields(f: RenderedFile) -> No
         for direction in ("prefix_list_in", "prefix_list_out"):
             if direction in fields:
                 assert fields[direction] in sets, (key, direction)
+
+
+#: SONiC's static SRv6 design (doc/srv6/srv6_static_config_hld.md in sonic-net/SONiC): each
+#: table flatroute writes, with the fields the design defines for it
+SONIC_SRV6_FIELDS = {
+    "SRV6_MY_LOCATORS": {"prefix", "block_len", "node_len", "func_len", "arg_len", "vrf"},
+    "SRV6_MY_SIDS": {"action", "decap_dscp_mode", "decap_vrf", "interface", "adj"},
+}
+SONIC_SRV6_ACTIONS = {"uN", "uA", "uDT46"}
+
+
+def _sonic_srv6(db: dict[str, dict[str, dict[str, str]]]) -> int:
+    """Check a CONFIG_DB's SRv6 tables against SONiC's design; the number of SIDs."""
+    locators = db.get("SRV6_MY_LOCATORS", {})
+    for name, fields in locators.items():
+        assert set(fields) <= SONIC_SRV6_FIELDS["SRV6_MY_LOCATORS"], fields
+        ip_network(fields["prefix"])  # an IPv6 address, the locator's prefix
+        lengths = [int(fields.get(k, d)) for k, d in
+                   (("block_len", 32), ("node_len", 16), ("func_len", 16), ("arg_len", 0))]
+        assert sum(lengths) <= 128 and lengths[0] % 8 == 0, (name, lengths)
+    sids = db.get("SRV6_MY_SIDS", {})
+    for key, fields in sids.items():
+        loc, prefix = key.split("|")
+        assert loc in locators, key  # the key is locator|ip_prefix; the locator must exist
+        lf = locators[loc]
+        plen = int(lf.get("block_len", 32)) + int(lf.get("node_len", 16))
+        sid = ip_network(prefix)
+        assert sid.subnet_of(ip_network(f"{lf['prefix']}/{plen}")), key  # type: ignore[arg-type]
+        assert set(fields) <= SONIC_SRV6_FIELDS["SRV6_MY_SIDS"], fields
+        assert fields["action"] in SONIC_SRV6_ACTIONS, fields
+        assert fields["decap_dscp_mode"] in ("pipe", "uniform"), fields  # mandatory
+        if fields["action"] == "uA":
+            assert "interface" in fields, fields
+    assert not set(db) & {"SRV6_MY_SID_TABLE", "SRV6_SID_LIST"}  # the older, other designs
+    return len(sids)
+
+
+def test_sonic_srv6_tables_follow_the_static_srv6_design() -> None:
+    sids = {f"{f.router}": _sonic_srv6(json.loads(f.text)) for f in _files(".json")
+            if f.platform == "sonic"}
+    assert sids["wan1"] == sids["wan2"] == 1, sids  # two-site-usid's WAN routers: their uN
+    assert not [f for f in ALL if f.platform == "sonic" and f.name.endswith(".sh")]
 
 
 # -- Arista EOS and Cisco NX-OS -----------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 from flatroute.nodestate import NodeState
 from speaker import srv6_bpf
-from speaker.bpf.maps import EncapEntry, LocatorEntry, SidEntry
+from speaker.bpf.maps import EncapEntry, LocatorEntry, SidEntry, UsidEntry
 from speaker.capabilities import BPF_NEEDS, KERNEL_NEEDS, Capabilities, Check
 from speaker.exabgp_config import Paths
 from speaker.exabgp_json import Event
@@ -252,6 +252,9 @@ class FakeBpf:
 
     def list_locators(self) -> list[LocatorEntry]:
         return [e for e in self.entries.values() if isinstance(e, LocatorEntry)]
+
+    def list_usids(self) -> list[UsidEntry]:
+        return [e for e in self.entries.values() if isinstance(e, UsidEntry)]
 
     def apply(self, *, put: Sequence[srv6_bpf.Entry] = (),
               delete: Sequence[srv6_bpf.Entry] = ()) -> list[tuple[object, str]]:
