@@ -77,7 +77,8 @@ def _project_packages() -> set[str]:
     assert isinstance(tool, dict)
     include = tool["setuptools"]["packages"]["find"]["include"]
     found = {p.rstrip("*").split(".")[0] for p in include}
-    return found | {"tests", "conftest"}  # conftest: pytest's rootdir-relative import
+    # conftest: pytest's rootdir-relative import; bench: the benchmark scripts in the checkout
+    return found | {"tests", "conftest", "bench"}
 
 
 def test_every_module_a_test_imports_is_declared() -> None:
