@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 
 import pytest
@@ -116,10 +116,16 @@ def need_kernel_srv6(test_id: str = "") -> None:
     """
     from speaker.capabilities import KERNEL_NEEDS
 
+    need_kernel(KERNEL_NEEDS, "kernel seg6", test_id)
+
+
+def need_kernel(needs: Iterable[str], what: str, test_id: str = "") -> None:
+    """`need_kernel_srv6` for any set of the probe's checks (e.g. the NEXT-C-SID flavours)."""
     need_root()
     caps = capabilities()
-    if not caps.kernel_srv6:
-        reason = "kernel seg6 absent, per the capability probe: " + caps.why_not(KERNEL_NEEDS)
+    needs = tuple(needs)
+    if not caps.all_ok(needs):
+        reason = f"{what} absent, per the capability probe: " + caps.why_not(needs)
         NOT_RUN.append((test_id or os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0],
                         reason))
         pytest.skip(f"NOT RUN: {reason}")

@@ -26,7 +26,7 @@ from speaker.bpf.maps import EncapEntry, LocatorEntry, UsidEntry
 from speaker.capabilities import kernel_needs
 from tests.netns.bpf.conftest import add_pod, bpffs_mount, no_rp_filter, node_sysctls
 from tests.netns.bpf.test_bpf_datapath import Frame, Outer, capture, len_inner, parse_outer
-from tests.netns_util import Netns, capabilities, need_root, need_tool, sh, unique
+from tests.netns_util import Netns, need_kernel, need_root, need_tool, sh, unique
 
 pytestmark = pytest.mark.root
 
@@ -167,9 +167,8 @@ def chain(request: pytest.FixtureRequest) -> Iterator[Chain]:
     need_root()
     need_tool("ip", "tc", "ping", "tcpdump", "clang", "bpftool")
     if request.param == "kernel":
-        caps = capabilities()
-        if not caps.all_ok(kernel_needs(("uN", "uA"))):
-            pytest.skip("kernel uN/uA: " + caps.why_not(kernel_needs(("uN", "uA"))))
+        need_kernel(kernel_needs(("uN", "uA")), "kernel uN/uA (NEXT-C-SID End, End.X)",
+                    request.node.nodeid)
     build.build()
     nets = Netns()
     try:
