@@ -20,6 +20,7 @@ from typing import Any
 from controller.inventory import Inventory
 from controller.publisher import Publisher, PublishResult
 from controller.record import Record, save_record
+from controller.services import StaticServices
 from controller.states import StateBuilder
 from flatroute import gcpause
 from flatroute.errors import InvalidInput
@@ -78,6 +79,7 @@ class Reconciler:
         self._ledger_saved = False  # the file on disk may be older than its format: rewrite once
         self.plan: Plan | None = None
         self.states = StateBuilder()
+        self.services = StaticServices(self.state_dir, log=self.log)
         self.record = Record(release_grace_seconds=release_grace)
         self._logged_error: tuple[str, ...] | None = None
         self._logged_problems: frozenset[str] = frozenset()
@@ -120,7 +122,10 @@ class Reconciler:
         held = tuple(n.name for n in result.nodes if n.name in named or n.rack in named)
         self._log_problems(problems)
         t1 = time.perf_counter()
-        docs = self.states.build(result, skip=held)
+        # Service addresses are saved before a document announcing them is published.
+        service_routes, service_problems = self.services.cycle(snap.fabric)
+        problems = (*problems, *(Problem(p.key, p.message) for p in service_problems))
+        docs = self.states.build(result, skip=held, services=service_routes)
         published = self.publisher.publish(docs, keep=held)
         publish_seconds = time.perf_counter() - t1
         for name in published.written:

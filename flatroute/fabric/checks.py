@@ -22,6 +22,7 @@ from flatroute.fabric.model import (
 )
 from flatroute.fabric.parse import NO_ID, Net
 from flatroute.fabric.reader import Reader
+from flatroute.fabric.service_checks import check_services
 
 #: every router with its field path and its role (wan, spine or tor)
 Routers = list[tuple[str, Router, str]]
@@ -45,6 +46,7 @@ def check_fabric(f: Fabric, r: Reader) -> None:
     _check_pins(f, r)
     _check_ipv4_over_ipv6(f, r, routers)
     _check_srv6(f, r)
+    check_services(f, r)
 
 
 def _check_router_asns(f: Fabric, r: Reader, routers: Routers) -> None:

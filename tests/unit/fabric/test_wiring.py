@@ -37,7 +37,14 @@ def _cables(w: Wiring) -> list[tuple[LinkKind, str, str]]:
 
 def test_every_example_is_covered() -> None:
     assert {p.stem for p in EXAMPLES.glob("*.yaml")} == {
-        "leaf-spine", "single-rack", "two-site", "unnumbered"}
+        "leaf-spine", "services", "single-rack", "two-site", "unnumbered"}
+
+
+def test_services_one_rack_under_a_spine() -> None:
+    w = _wiring("services")
+    assert [(r.name, r.role) for r in w.routers] == [("sv-tor", Role.TOR),
+                                                     ("sv-spine", Role.SPINE)]
+    assert (K.SERVER, "sv-n1", "sv-tor") in _cables(w)
 
 
 def test_single_rack() -> None:
