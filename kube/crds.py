@@ -267,7 +267,20 @@ def node_state_spec() -> S:
                 "target": _str("node or prefix owner"), "policy": _str("policy name")},
                 ["prefix", "segments"]), 100000),
         }),
+        "services": _list("service routes this node announces (absent: none)",
+                          _service_route(), 100000),
     }, ["node", "asn", "routerId"])
+
+
+def _service_route(announced_to: bool = False) -> S:
+    props: dict[str, S] = {
+        "prefix": PREFIX, "service": _str("namespace/name, or ClusterIP range", maxLength=317),
+        "source": _str("", enum=["LoadBalancer", "ExternalIP", "ClusterIP"]),
+        "reason": _str("why this node announces it", maxLength=1024),
+        "communities": _list("communities", _str(""), 32)}
+    if announced_to:
+        props["announcedTo"] = _list("peers it is sent to", _str("", maxLength=45), 16)
+    return _obj("a service route", props, ["prefix", "service", "source"])
 
 
 def node_state_status() -> S:
@@ -285,6 +298,8 @@ def node_state_status() -> S:
         }, ["peer", "state"]), 16),
         "announced": _list("prefixes announced to the ToRs", PREFIX, 64),
         "announcedCount": _int("len(announced)", 0),
+        "services": _list("service routes: the service, why, and to whom they are sent",
+                          _service_route(announced_to=True), 100000),
         "installed": _obj("what the speaker holds in the kernel (route protocol 70)", {
             "learned": _int("routes learned from the ToRs", 0),
             "encap": _int("seg6 encapsulation routes", 0),
