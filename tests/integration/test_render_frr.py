@@ -36,7 +36,8 @@ def _frr_files(tmp: Path, fabric: Any, **kw: Any) -> list[Path]:
     return [tmp / f.platform / f.name for f in files if f.name.endswith(".conf")]
 
 
-@pytest.mark.parametrize("example", ["single-rack", "leaf-spine", "two-site", "big-rack"])
+@pytest.mark.parametrize("example", ["single-rack", "leaf-spine", "two-site", "services",
+                                     "big-rack"])
 def test_every_rendered_frr_config_passes_bgpd_zebra_and_bfdd(example: str,
                                                                tmp_path: Path) -> None:
     need_root()
