@@ -20,7 +20,7 @@ from typing import Any
 from controller.inventory import Inventory
 from controller.publisher import Publisher, PublishResult
 from controller.record import Record, save_record
-from controller.services import StaticServices
+from controller.services import ServiceSource, StaticServices
 from controller.states import StateBuilder
 from flatroute import gcpause
 from flatroute.errors import InvalidInput
@@ -66,6 +66,7 @@ class Reconciler:
         release_grace: float = DEFAULT_RELEASE_GRACE,
         clock: Callable[[], float] = time.time,
         log: Any = None,
+        services: ServiceSource | None = None,
     ) -> None:
         self.inventory = inventory
         self.publisher = publisher
@@ -79,7 +80,8 @@ class Reconciler:
         self._ledger_saved = False  # the file on disk may be older than its format: rewrite once
         self.plan: Plan | None = None
         self.states = StateBuilder()
-        self.services = StaticServices(self.state_dir, log=self.log)
+        self.services = services if services is not None else StaticServices(
+            self.state_dir, log=self.log)
         self.record = Record(release_grace_seconds=release_grace)
         self._logged_error: tuple[str, ...] | None = None
         self._logged_problems: frozenset[str] = frozenset()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from flatroute.fabric.model import Fabric
 from flatroute.files import write_atomic
@@ -25,6 +25,12 @@ LEDGER_FILE = "services.json"
 STATUS_FILE = "services-status.json"
 
 Routes = dict[str, tuple[ServiceRoute, ...]]
+
+
+class ServiceSource(Protocol):
+    """Where the reconciler gets every node's service routes (static file or Kubernetes)."""
+
+    def cycle(self, fabric: Fabric) -> tuple[Routes, tuple[AllocationProblem, ...]]: ...
 
 
 class StaticServices:

@@ -188,6 +188,7 @@ def fabric_config_spec() -> S:
                                                                    _router(False), 256)}),
         "sites": _list("the sites (racks come from RackPeering objects)", site, 64,
                        minItems=1),
+        "services": _services_schema(),
         "nodeDiscovery": _obj("how Kubernetes Nodes become fabric nodes", {
             "rackLabel": _str("Node label naming the rack (default "
                               "topology.kubernetes.io/zone)", maxLength=317),
@@ -199,6 +200,31 @@ def fabric_config_spec() -> S:
                                   maxLength=1024),
         }),
     }, ["asn", "sites"])
+
+
+def _services_schema() -> S:
+    comm = _list("standard communities", _str("ASN:value", pattern=r"^\d{1,5}:\d{1,5}$"), 32)
+    comms = _obj("communities per source", {"loadBalancer": comm, "externalIP": comm,
+                                            "clusterIP": comm})
+    pool = _obj("addresses Services may get (LoadBalancer) or carry (ExternalIP)", {
+        "name": NAME, "ipv4": NETS, "ipv6": NETS,
+        "sites": _list("only nodes of these sites announce (default: all)", NAME, 64),
+        "racks": _list("only nodes of these racks announce", NAME, 1000),
+        "communities": comms,
+        "autoAssign": _bool("hand addresses out to Services naming no pool (default true)"),
+        "serviceSelector": _obj("Services whose labels match get this pool", {
+            "matchLabels": {"type": "object", "additionalProperties": {"type": "string"},
+                            "description": "labels a Service must carry"}}),
+    }, ["name"])
+    return _obj("Service IPs over BGP (docs/services.md); Services are API objects here", {
+        "loadBalancerClass": _str("spec.loadBalancerClass of our Services (default "
+                                  "flatroute.dev/bgp)", maxLength=317),
+        "default": _bool("Services of type LoadBalancer without a class are ours too"),
+        "communities": comms,
+        "clusterIPs": _obj("the ClusterIP range, announced as one aggregate",
+                           {"ipv4": PREFIX, "ipv6": PREFIX}),
+        "pools": _list("LoadBalancer pools", pool, 256),
+    })
 
 
 def fabric_config_status() -> S:

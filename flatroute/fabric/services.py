@@ -69,6 +69,12 @@ class ServicePool:
     communities: SourceCommunities = field(default_factory=SourceCommunities)
     #: hand addresses out to Services that name no pool (False: only on request)
     auto_assign: bool = True
+    #: Kubernetes: Services whose labels include all of these get this pool
+    service_selector: tuple[tuple[str, str], ...] = ()
+
+    def selects(self, labels: dict[str, str]) -> bool:
+        return bool(self.service_selector) and all(labels.get(k) == v
+                                                   for k, v in self.service_selector)
 
     @property
     def networks(self) -> tuple[Net, ...]:
@@ -200,7 +206,7 @@ def community(r: Reader, value: Any, path: str) -> str | None:
 
 def _pool(r: Reader, raw: Any, p: str) -> ServicePool | None:
     m = r.mapping(raw, p, {"name", "ipv4", "ipv6", "sites", "racks", "communities",
-                           "autoAssign"})
+                           "autoAssign", "serviceSelector"})
     name = r.get(m, "name", p, r.name, required=True)
     v4 = r.get(m, "ipv4", p, r.net_list(r.net4)) or ()
     v6 = r.get(m, "ipv6", p, r.net_list(r.net6)) or ()
@@ -210,9 +216,14 @@ def _pool(r: Reader, raw: Any, p: str) -> ServicePool | None:
     racks = r.get(m, "racks", p, r.net_list(r.name)) or ()
     comms = communities(r, m.get("communities") if m else None, f"{p}.communities")
     auto = r.get(m, "autoAssign", p, r.boolean, default=True)
+    sel = r.mapping(m.get("serviceSelector") or {} if m else {}, f"{p}.serviceSelector",
+                    {"matchLabels"})
+    labels = r.mapping((sel or {}).get("matchLabels") or {}, f"{p}.serviceSelector.matchLabels",
+                       None)
+    selector = tuple(sorted((str(k), str(v)) for k, v in (labels or {}).items()))
     if name is None:
         return None
-    return ServicePool(name, v4, v6, sites, racks, comms, bool(auto))
+    return ServicePool(name, v4, v6, sites, racks, comms, bool(auto), selector)
 
 
 def _addr(r: Reader, value: Any, path: str) -> Addr | None:

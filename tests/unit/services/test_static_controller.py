@@ -50,6 +50,11 @@ def test_static_services_are_published_and_stable(tmp_path: Path) -> None:
     assert {p["name"]: p["used"] for p in status["pools"]} == {"public": 4, "reserved": 1}
     assert status["announcers"]["default/web 198.51.100.2/32"] == ["sv-n1", "sv-n2"]
     assert env.log.named("service_addresses_released")[0]["service"] == "default/api"
+    from controller.status import gather, render
+    text = render(gather(env.dir))
+    assert any(line.split()[:1] == ["default/web"] and line.endswith("sv-n1, sv-n2")
+               for line in text.splitlines()), text
+    assert any(line.startswith("public ") for line in text.splitlines())
 
 
 def test_exhaustion_is_reported_and_the_rest_published(tmp_path: Path) -> None:
