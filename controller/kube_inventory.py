@@ -178,8 +178,12 @@ class KubeController:
         self.nodestates = Reflector(api, NODESTATES, watch_timeout=watch_timeout,
                                     backoff=backoff or Backoff())
         self.ledger = LedgerStore(api, namespace)
+        #: set by the Service and EndpointSlice watches: an endpoint change is acted on at
+        #: once, not at the next poll
+        self.wake = threading.Event()
         self.services = KubeServices(api, log=self.log, fence=self.elector.is_leader,
-                                     watch_timeout=watch_timeout, backoff=backoff)
+                                     watch_timeout=watch_timeout, backoff=backoff,
+                                     on_change=self.wake.set)
         self.reconciler: Reconciler | None = None
         self.last_result: CycleResult | None = None
         self.cycles = 0
@@ -290,13 +294,16 @@ class KubeController:
                 if not wait_synced(watched, 0):
                     wait_synced(watched, min(poll, sync_timeout))
                     continue
-                if self.reconciler is None or self.inventory.changed() or \
+                fabric_changed = self.inventory.changed()
+                if self.reconciler is None or fabric_changed or \
                         self.services.changed() or time.monotonic() >= due:
-                    if self.reconciler is not None and stop.wait(settle):
+                    # a fabric edit settles; an endpoint change goes through at once
+                    if self.reconciler is not None and fabric_changed and stop.wait(settle):
                         break
+                    self.wake.clear()
                     self.cycle()
                     due = time.monotonic() + interval
-                stop.wait(poll)
+                self.wake.wait(poll)
         finally:
             self.end_term()
             self.stop_watches()

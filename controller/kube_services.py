@@ -130,23 +130,33 @@ def _same(previous: Obj, wanted: Obj) -> bool:
             and strip(previous.get("conditions")) == strip(wanted.get("conditions")))
 
 
+def _rv(obj: Obj) -> int:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 # -- the adapter ----------------------------------------------------------------------------------
 class KubeServices:
     """Watches Services and EndpointSlices; `cycle(fabric)` allocates, writes, decides."""
 
     def __init__(self, api: KubeApi, *, log: Any, fence: Callable[[], bool] = lambda: True,
                  watch_timeout: int = 300, backoff: Backoff | None = None,
-                 now: Callable[[], str] | None = None) -> None:
+                 on_change: Callable[[], None] | None = None) -> None:
         self.api = api
         self.log = log
         self.fence = fence
-        self.now = now
-        kw: dict[str, Any] = {"namespace": ALL_NAMESPACES, "watch_timeout": watch_timeout}
+        kw: dict[str, Any] = {"namespace": ALL_NAMESPACES, "watch_timeout": watch_timeout,
+                              "on_change": on_change}
         self.services = Reflector(api, SERVICES, backoff=backoff or Backoff(), **kw)
         self.slices = Reflector(api, ENDPOINTSLICES, backoff=backoff or Backoff(), **kw)
         self.reflectors = [self.services, self.slices]
         self._evented: set[str] = set()
         self._seen: tuple[int, ...] | None = None
+        #: per Service: the status we last wrote and the resourceVersion that write made, so a
+        #: cycle that runs before our own write came back through the watch does not repeat it
+        self._written: dict[str, tuple[dict[str, Any], int]] = {}
         #: status writes made (for the benchmark and the tests)
         self.writes = 0
 
@@ -195,13 +205,14 @@ class KubeServices:
         previous = svc.get("status") or {}
         wanted = status_for(alloc, problem, previous)
         key = key_of(svc)
-        if _same(previous, wanted) or not self.fence():
-            return
         meta = svc.get("metadata") or {}
+        if _same(previous, wanted) or not self.fence() or self._in_flight(key, meta, wanted):
+            return
         try:
-            self.api.patch(SERVICES, str(meta.get("name")), {"status": wanted}, status=True,
-                           namespace=str(meta.get("namespace") or "default"))
+            got = self.api.patch(SERVICES, str(meta.get("name")), {"status": wanted},
+                                 status=True, namespace=str(meta.get("namespace") or "default"))
             self.writes += 1
+            self._written[key] = (wanted, _rv(got))
         except KubeError as exc:
             self.log.warning("service_status_failed", service=key, error=str(exc))
             return
@@ -213,6 +224,11 @@ class KubeServices:
             self.log.error("service_allocation_failed", service=key, reason=problem.reason,
                            problem=problem.message)
             self._event(svc, problem)
+
+    def _in_flight(self, key: str, meta: Obj, wanted: dict[str, Any]) -> bool:
+        """We wrote exactly this and the cache has not caught up with that write yet."""
+        done = self._written.get(key)
+        return done is not None and _same(done[0], wanted) and _rv({"metadata": meta}) < done[1]
 
     def _event(self, svc: Obj, problem: AllocationProblem) -> None:
         meta = svc.get("metadata") or {}
