@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -70,7 +71,7 @@ def bench_lab(changes: int) -> dict[str, Any]:
     if r.returncode != 0:
         raise SystemExit(f"lab up failed: {r.stdout}{r.stderr}")
     try:
-        state = json.loads(open(f"/run/flatroute/lab/{prefix}/lab.json").read())
+        state = json.loads(Path(f"/run/flatroute/lab/{prefix}/lab.json").read_text())
         from kubernetes import client
 
         from fakekube.server import client_configuration
@@ -113,7 +114,7 @@ def bench_lab(changes: int) -> dict[str, Any]:
 
 def _p95(xs: list[float]) -> float:
     s = sorted(xs)
-    return s[min(len(s) - 1, int(round(0.95 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(0.95 * (len(s) - 1)))]
 
 
 def bench_allocation(count: int) -> dict[str, Any]:
