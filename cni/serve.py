@@ -2,14 +2,19 @@
 
 The runtime execs the C client (cni/client/flatroute-cni.c), which sends the CNI_* variables
 and stdin over a unix socket (framing: cni/wire.py). This service has already imported the
-plugin (and built its `setns` binding); for each connection it forks a child that runs
-`cni.main.run` exactly as the exec'd plugin would, in the child's own process (namespace moves,
-per-request state and crashes stay there), and sends back the exit code and stdout.
+plugin (and built its `setns` binding); each connection is served by a worker forked ahead of
+time (cni/pool.py) that runs `cni.main.run` exactly as the exec'd plugin would, in its own
+process (namespace moves, per-request state and crashes stay there), sends back the exit code
+and stdout, and exits.
 
 The work happens in this service's network namespace: run it in the namespace the runtime
 runs plugins in (the node's), one service per socket. Socket: mode 0600, root's, created under
 a temporary name and renamed into place (a stale socket is replaced; a live service at the
 same path makes this one refuse to start); removed on SIGTERM/SIGINT if it is still ours.
+
+DELs the client queued while no service was listening (cni/delqueue.py) are run once the
+socket is in place, before the first request is answered, and then whenever an entry appears
+(looked for at most once a second), each in a forked child like a request.
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, NoReturn
+from typing import Any
 
-from cni import wire
+from cni import delqueue, pool, wire
 
 DEFAULT_SOCKET = "/run/flatroute/cni.sock"
-_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+_SIGNALS = pool.SIGNALS
 
 
 class _Stop(Exception):
@@ -91,7 +96,7 @@ def bind(path: str) -> socket.socket:
 
 
 def serve(path: str, *, read_timeout: float = 10, max_seconds: float = 300,
-          log: Any = None) -> int:
+          delete_queue: str = delqueue.DEFAULT_DIR, spare: int = 4, log: Any = None) -> int:
     if log is None:
         from flatroute.logging import get_logger
 
@@ -100,91 +105,37 @@ def serve(path: str, *, read_timeout: float = 10, max_seconds: float = 300,
     import gc
 
     gc.collect()
-    gc.freeze()  # children never scan (and so never copy-on-write) what the parent holds
+    gc.freeze()  # workers never scan (and so never copy-on-write) what the parent holds
     sock = bind(path)
     inode = os.stat(path).st_ino
-    children: dict[int, float] = {}
+    workers = pool.Pool(sock, lambda conn: handle(conn, read_timeout, log), spare=spare,
+                        max_seconds=max_seconds, log=log)
 
     def stop(_signum: int, _frame: object) -> None:
         raise _Stop
 
     previous = {sig: signal.signal(sig, stop) for sig in _SIGNALS}
-    sock.settimeout(1.0)  # wake up to reap children
-    log.info("cni_serve_started", pid=os.getpid())
+    log.info("cni_serve_started", pid=os.getpid(), delete_queue=delete_queue)
+    drained = 0.0
     try:
         while True:
-            _reap(children, max_seconds, log)
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            except OSError as exc:  # EMFILE and the like: back off, keep serving
-                log.warning("cni_accept_failed", error=str(exc))
-                time.sleep(0.1)
-                continue
-            # No SIGTERM between fork and the child resetting it: the child must never run
-            # this loop's clean-up (it would remove the socket).
-            signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-            try:
-                pid = os.fork()
-                if pid == 0:
-                    _child(conn, sock, read_timeout, log)
-                children[pid] = time.monotonic()
-            except OSError as exc:
-                log.warning("cni_fork_failed", error=str(exc))  # the client sees EOF: code 11
-            finally:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-                conn.close()
+            if time.monotonic() - drained >= 1.0:  # the first pass before the first request
+                delqueue.drain(delete_queue, run_forked, log)
+                drained = time.monotonic()
+            workers.fill()
+            workers.wait(1.0)
     except _Stop:
         pass
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        in_flight = workers.stop()
         sock.close()
         with contextlib.suppress(OSError):
             if os.stat(path).st_ino == inode:
                 os.unlink(path)
-        log.info("cni_serve_stopped", in_flight=len(children))
+        log.info("cni_serve_stopped", in_flight=in_flight)
     return 0
-
-
-def _reap(children: dict[int, float], max_seconds: float, log: Any) -> None:
-    while children:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            children.clear()
-            return
-        if pid == 0:
-            break
-        children.pop(pid, None)
-    now = time.monotonic()
-    for pid, started in list(children.items()):
-        if now - started > max_seconds:
-            log.warning("cni_request_killed", child=pid, seconds=round(now - started))
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            children[pid] = now  # reaped on a later pass; do not kill again at once
-
-
-def _child(conn: socket.socket, listener: socket.socket, read_timeout: float,
-           log: Any) -> NoReturn:
-    status = 1
-    try:
-        import gc
-
-        gc.disable()  # a short-lived child: nothing worth a collection's page copies
-        for sig in _SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-        listener.close()
-        handle(conn, read_timeout, log)
-        status = 0
-    except BaseException as exc:  # a child reports and exits, always
-        with contextlib.suppress(BaseException):
-            log.error("cni_request_crashed", error=f"{type(exc).__name__}: {exc}")
-    finally:
-        os._exit(status)
 
 
 def _error(code: int, msg: str, details: str = "") -> bytes:
@@ -194,9 +145,49 @@ def _error(code: int, msg: str, details: str = "") -> bytes:
     return (jsonlite.dumps(CniError(code, msg, details).to_dict("1.1.0")) + "\n").encode()
 
 
+def run_request(env: dict[str, str], stdin: bytes) -> tuple[int, bytes]:
+    """The plugin's verb for one request, in this (forked) process: exit code and stdout."""
+    import cni.main
+
+    # The verb (and any delegated IPAM plugin it runs) sees the client's CNI_* only.
+    for name in [n for n in os.environ if n.startswith("CNI_")]:
+        del os.environ[name]
+    os.environ.update(env)
+    text = io.StringIO()
+    code = cni.main.run(env, io.BytesIO(stdin), text)
+    return code, text.getvalue().encode("utf-8", "surrogateescape")
+
+
+def run_forked(env: dict[str, str], stdin: bytes) -> tuple[int, int | None]:
+    """run_request in a child (as a live request runs): its exit code and CNI error code."""
+    rfd, wfd = os.pipe()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(rfd)
+                for sig in _SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+                status, out = run_request(env, stdin)
+                with os.fdopen(wfd, "wb") as fh:
+                    fh.write(out)
+            finally:
+                os._exit(status)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as fh:
+        out = fh.read()
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return code, (_cni_code(out) if code else None)
+
+
 def handle(conn: socket.socket, read_timeout: float, log: Any) -> None:
     """One request on `conn`, in this (forked) process: read, run, answer, log."""
-    import cni.main
     from cni.errors import DECODE, NOT_AVAILABLE
 
     start = time.monotonic()
@@ -212,13 +203,7 @@ def handle(conn: socket.socket, read_timeout: float, log: Any) -> None:
             code, out = 1, _error(DECODE, "malformed request from the flatroute-cni client",
                                   str(exc))
         else:
-            # The verb (and any delegated IPAM plugin it runs) sees the client's CNI_* only.
-            for name in [n for n in os.environ if n.startswith("CNI_")]:
-                del os.environ[name]
-            os.environ.update(env)
-            text = io.StringIO()
-            code = cni.main.run(env, io.BytesIO(stdin), text)
-            out = text.getvalue().encode("utf-8", "surrogateescape")
+            code, out = run_request(env, stdin)
     sent = True
     try:
         conn.settimeout(10)
@@ -256,6 +241,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="seconds a client has to send its whole request (default 10)")
     p.add_argument("--max-seconds", type=float, default=300,
                    help="kill a request still running after this many seconds (default 300)")
+    p.add_argument("--spare", type=int, default=4,
+                   help="workers forked ahead, waiting for a request each (default 4)")
+    p.add_argument("--delete-queue", default=delqueue.DEFAULT_DIR,
+                   help="DELs the client queued while no service listened, run at start and "
+                   f"then as they appear (default {delqueue.DEFAULT_DIR})")
     p.add_argument("--log-format", choices=("json", "console"), default="json")
 
 
@@ -264,7 +254,8 @@ def run(args: argparse.Namespace) -> int:
 
     flog.configure(json=args.log_format == "json")
     try:
-        return serve(args.socket, read_timeout=args.read_timeout, max_seconds=args.max_seconds)
+        return serve(args.socket, read_timeout=args.read_timeout, max_seconds=args.max_seconds,
+                     delete_queue=args.delete_queue, spare=args.spare)
     except OSError as exc:
         print(f"flatroute cni serve: {exc}", file=sys.stderr)
         return 1

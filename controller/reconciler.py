@@ -21,7 +21,7 @@ from controller.inventory import Inventory
 from controller.publisher import Publisher, PublishResult
 from controller.record import Record, save_record
 from controller.services import ServiceSource, StaticServices
-from controller.states import StateBuilder
+from controller.states import StateBuilder, tombstones
 from flatroute import gcpause
 from flatroute.errors import InvalidInput
 from flatroute.logging import get_logger
@@ -85,6 +85,8 @@ class Reconciler:
         self.record = Record(release_grace_seconds=release_grace)
         self._logged_error: tuple[str, ...] | None = None
         self._logged_problems: frozenset[str] = frozenset()
+        #: each node's last (site, rack), for the labels of its tombstone when it leaves
+        self._where: dict[str, tuple[str, str]] = {}
 
     # -- one cycle ----------------------------------------------------------------------------
     def reconcile(self) -> CycleResult:
@@ -128,11 +130,19 @@ class Reconciler:
         service_routes, service_problems = self.services.cycle(snap.fabric)
         problems = (*problems, *(Problem(p.key, p.message) for p in service_problems))
         docs = self.states.build(result, skip=held, services=service_routes)
-        published = self.publisher.publish(docs, keep=held)
+        self._where.update((n.name, (n.site, n.rack)) for n in result.nodes)
+        # A node that left is published as a tombstone while its allocations are reserved:
+        # its speaker withdraws at once; a missing document would mean "unknown" to it.
+        gone = tombstones(result.ledger, docs, held, self._where)
+        published = self.publisher.publish({**docs, **gone}, keep=held)
         publish_seconds = time.perf_counter() - t1
         for name in published.written:
-            self.log.debug("node_state_published", node=name,
-                           generation=docs[name].generation)
+            if name in gone:
+                self.log.info("node_state_tombstoned", node=name,
+                              removed_at=result.ledger.nodes[name].retired_at)
+            else:
+                self.log.debug("node_state_published", node=name,
+                               generation=docs[name].generation)
         for name in published.removed:
             self.log.info("node_state_removed", node=name)
 
@@ -143,9 +153,9 @@ class Reconciler:
         rec.last_plan_at, rec.last_error = iso(now), None
         rec.problems = [{"node": p.node, "message": p.message} for p in problems]
         rec.held_back = list(held)
-        rec.retired = self._retired(result.ledger)
+        rec.retired = self._retired(result.ledger, published.published)
         rec.nodes = {n: {"generation": p.generation, "publishedAt": p.published_at}
-                     for n, p in sorted(published.published.items())}
+                     for n, p in sorted(published.published.items()) if n not in gone}
         save_record(self.state_dir, rec)
         if published.written or published.removed:
             self.log.info("node_states_published", nodes=len(docs),
@@ -176,7 +186,7 @@ class Reconciler:
             self.log.info("plan_problem_resolved", problem=gone)
         self._logged_problems = current
 
-    def _retired(self, ledger: Ledger) -> dict[str, dict[str, str]]:
+    def _retired(self, ledger: Ledger, published: dict[str, Any]) -> dict[str, dict[str, str]]:
         out = {}
         for name, e in sorted(ledger.nodes.items()):
             if e.retired_at is None:
@@ -185,6 +195,8 @@ class Reconciler:
                 seconds=self.release_grace)
             out[name] = {"retiredAt": e.retired_at,
                          "releaseAt": release.isoformat(timespec="seconds")}
+            if name in published:  # its tombstone: its speaker withdraws
+                out[name]["tombstone"] = published[name].generation
         return out
 
     # -- the loop -----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from typing import Any
 
+from flatroute import tombstone
 from flatroute.nodestate import (
     API_VERSION,
     KIND,
@@ -42,7 +43,7 @@ from flatroute.nodestate import (
     spec_doc,
 )
 from flatroute.plan.alloc import v6_text
-from flatroute.plan.model import NodePlan, Plan, Segment, SitePlan
+from flatroute.plan.model import Ledger, NodePlan, Plan, Segment, SitePlan
 from flatroute.plan.services import ServiceRoute
 
 
@@ -55,6 +56,8 @@ class Rendered:
     rack: str
     text: str  # exactly nodestate.to_json(state)
     generation: str  # the document's generation (content hash of its spec)
+    #: a tombstone (`flatroute.tombstone`): the node was removed from the fabric
+    removed: bool = False
 
     def spec(self) -> dict[str, Any]:
         """The document's spec as data: what `nodestate.spec_doc` gives for this node."""
@@ -63,6 +66,22 @@ class Rendered:
 
     def state(self) -> NodeState:
         return from_spec(self.spec(), self.node)
+
+
+def tombstones(ledger: Ledger, published: Collection[str], skip: Collection[str],
+               where: dict[str, tuple[str, str]]) -> dict[str, Rendered]:
+    """The tombstones of nodes that left the fabric and whose allocations are still reserved:
+    every retired ledger entry that is neither published as a node nor held back. `where`
+    gives a node's last (site, rack), for the publishers' labels."""
+    out: dict[str, Rendered] = {}
+    for name, entry in sorted(ledger.nodes.items()):
+        if entry.retired_at is None or name in published or name in skip:
+            continue
+        removed = tombstone.Removed(name, entry.retired_at)
+        site, rack = where.get(name, ("", ""))
+        out[name] = Rendered(name, site, rack, tombstone.to_json(removed),
+                             tombstone.generation(removed), removed=True)
+    return out
 
 
 @dataclass(eq=False, slots=True)
@@ -207,7 +226,7 @@ def _shape_and_values(n: NodePlan) -> tuple[Hashable, list[str]]:
     peers = []
     for p in n.peers:
         peers.append((p.tor, p.asn, p.address, p.families, p.local_address is None,
-                      p.ipv6_next_hop is None))
+                      p.ipv6_next_hop is None, p.bfd))
         if p.local_address is not None:
             values.append(f'"{_addr(p.local_address)}"')
         if p.ipv6_next_hop is not None:

@@ -176,8 +176,10 @@ def render(view: dict[str, Any]) -> str:
     retired = _dict(ctl.get("retired")) if ctl else {}
     if retired:
         out.append("")
-        out.extend(_table(["RETIRED NODE", "RETIRED AT", "ALLOCATIONS RELEASED AT"],
-                          [[k, str(_dict(v).get("retiredAt")), str(_dict(v).get("releaseAt"))]
+        out.extend(_table(["RETIRED NODE", "RETIRED AT", "ALLOCATIONS RELEASED AT",
+                           "TOMBSTONE"],
+                          [[k, str(_dict(v).get("retiredAt")), str(_dict(v).get("releaseAt")),
+                            "published" if _dict(v).get("tombstone") else "-"]
                            for k, v in sorted(retired.items())]))
     out += _services_lines(_dict(view.get("services")))
     if view["unknownReports"]:

@@ -28,9 +28,10 @@ def main(argv: list[str] | None = None) -> int:
                          bookmark_interval=args.bookmark_interval)
     for path in args.crd:
         fake.load_crds(path)
-    print(fake.start(), flush=True)
     done = threading.Event()
+    # before the address is printed: whoever reads it may stop us at once
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    print(fake.start(), flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         done.wait()
     fake.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -27,13 +27,17 @@ from flatroute.fabric.model import (
     GRACEFUL_RESTART,
     HOLD_TIME,
     KEEPALIVE,
-    MD5_SECRET_KEY,
+    MAX_PREFIXES,
     POD_MTU,
     SRV6_DATAPATH,
     SRV6_DATAPATHS,
+    Bfd,
+    BgpOptions,
     EncapMode,
     NodeRole,
+    SecretRef,
 )
+from flatroute.fabric.naming import ifname
 from flatroute.fabric.reader import Reader
 from flatroute.fabric.services import Source
 from flatroute.plan.model import Behavior, Family, NodePlan, Plan, Prefix, Segment, Sid
@@ -53,6 +57,8 @@ class PeerSpec:
     families: tuple[Family, ...]
     ipv6_next_hop: IPv6Address | None = None
     interface: str | None = None
+    #: BFD on this session (timers: `BgpOptions.bfd`); a peer without BFD is judged by BGP alone
+    bfd: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,20 +67,9 @@ class UplinkSpec:
     ipv4: IPv4Interface | None
     ipv6: IPv6Interface | None
     unnumbered: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class BgpSpec:
-    hold_time: int
-    keepalive: int
-    graceful_restart: int
-    md5_file: str | None
-    md5_kubernetes: tuple[str, str] | None
-    communities: tuple[str, ...]
-    bfd: bool
-    bfd_min_rx_ms: int = BFD_MIN_RX_MS
-    bfd_min_tx_ms: int = BFD_MIN_TX_MS
-    bfd_multiplier: int = BFD_MULTIPLIER
+    #: the node's interface toward the ToR, as the speaker found it (speaker.uplinks); not
+    #: part of the published document
+    interface: str | None = None
 
 
 #: one value type per concept across the plan -> node state boundary: a node's SIDs and its
@@ -92,7 +87,8 @@ class NodeState:
     role: str
     asn: int
     router_id: IPv4Address
-    bgp: BgpSpec
+    #: the fabric's BGP options; `bfd.enabled` here means some peer of this node runs BFD
+    bgp: BgpOptions
     uplinks: tuple[UplinkSpec, ...]
     peers: tuple[PeerSpec, ...]
     ipv4_blocks: tuple[Prefix, ...]
@@ -115,6 +111,13 @@ class NodeState:
         loc: tuple[Prefix, ...] = (self.locator,) if self.locator is not None else ()
         return (*self.ipv4_blocks, *self.ipv6_blocks, *loc)
 
+    def uplink_device(self, tor: str) -> str:
+        """The interface toward `tor`: the one found for it, else the one named after it."""
+        for u in self.uplinks:
+            if u.tor == tor and u.interface:
+                return u.interface
+        return ifname(tor)
+
     @property
     def source_address(self) -> IPv6Address | None:
         """The outer source address of packets this node encapsulates: its End SID."""
@@ -129,18 +132,14 @@ def from_plan(plan: Plan, node: NodePlan,
               services: tuple[ServiceRoute, ...] = ()) -> NodeState:
     site = plan.site(node.site)
     b = plan.bgp
-    md5_file = b.md5.file if b.md5 else None
-    md5_k8s = ((b.md5.kubernetes_name or "", b.md5.kubernetes_key or MD5_SECRET_KEY)
-               if b.md5 and b.md5.kubernetes_name else None)
     return NodeState(
         node=node.name, fabric=plan.fabric, site=node.site, rack=node.rack,
         role=node.role.value, asn=node.asn or 0,
         router_id=node.router_id or IPv4Address(0),
-        bgp=BgpSpec(b.hold_time, b.keepalive, b.graceful_restart, md5_file, md5_k8s,
-                    b.communities, b.bfd, b.bfd_min_rx_ms, b.bfd_min_tx_ms, b.bfd_multiplier),
+        bgp=replace(b, bfd=replace(b.bfd, enabled=any(p.bfd for p in node.peers))),
         uplinks=tuple(UplinkSpec(u.tor, u.ipv4, u.ipv6, u.unnumbered) for u in node.uplinks),
         peers=tuple(PeerSpec(p.tor, p.asn, p.address, p.local_address, p.families,
-                             p.ipv6_next_hop) for p in node.peers),
+                             p.ipv6_next_hop, bfd=p.bfd) for p in node.peers),
         ipv4_blocks=node.ipv4_blocks, ipv6_blocks=node.ipv6_blocks, mtu=plan.mtu,
         srv6_enabled=plan.srv6.enabled, encap_mode=plan.srv6.encap_mode.value,
         locator=node.locator,
@@ -154,6 +153,14 @@ def from_plan(plan: Plan, node: NodePlan,
 # -- to and from JSON --------------------------------------------------------------------------
 def _s(v: object) -> str | None:
     return None if v is None else str(v)
+
+
+def _md5_doc(ref: SecretRef | None) -> dict[str, Any] | None:
+    if ref is None:
+        return None
+    if ref.file:
+        return {"file": ref.file}
+    return {"kubernetesSecret": {"name": ref.kubernetes_name, "key": ref.kubernetes_key}}
 
 
 def spec_doc(st: NodeState) -> dict[str, Any]:
@@ -176,19 +183,18 @@ def _spec_doc(st: NodeState) -> dict[str, Any]:
         "bgp": {
             "holdTime": b.hold_time, "keepalive": b.keepalive,
             "gracefulRestart": b.graceful_restart,
-            "md5": ({"file": b.md5_file} if b.md5_file else
-                    {"kubernetesSecret": {"name": b.md5_kubernetes[0],
-                                          "key": b.md5_kubernetes[1]}}
-                    if b.md5_kubernetes else None),
+            "md5": _md5_doc(b.md5),
             "communities": list(b.communities),
-            "bfd": ({"minRx": b.bfd_min_rx_ms, "minTx": b.bfd_min_tx_ms,
-                     "multiplier": b.bfd_multiplier} if b.bfd else None),
+            "bfd": ({"minRx": b.bfd.min_rx_ms, "minTx": b.bfd.min_tx_ms,
+                     "multiplier": b.bfd.multiplier} if b.bfd.enabled else None),
+            "ipv4OverIpv6": b.ipv4_over_ipv6, "maxPrefixes": b.max_prefixes,
         },
         "uplinks": [{"tor": u.tor, "ipv4": _s(u.ipv4), "ipv6": _s(u.ipv6),
                      "unnumbered": u.unnumbered} for u in st.uplinks],
         "peers": [{"name": p.name, "asn": p.asn, "address": _s(p.address),
                    "localAddress": _s(p.local_address), "families": [f.value for f in p.families],
-                   "ipv6NextHop": _s(p.ipv6_next_hop), "interface": p.interface}
+                   "ipv6NextHop": _s(p.ipv6_next_hop), "interface": p.interface,
+                   "bfd": p.bfd}
                   for p in st.peers],
         "podBlocks": {"ipv4": [str(x) for x in st.ipv4_blocks],
                       "ipv6": [str(x) for x in st.ipv6_blocks]},
@@ -272,8 +278,9 @@ class _NodeStateReader:
         bgp = self._bgp(m.get("bgp"))
         uplinks = tuple(u for up, item in r.items(m.get("uplinks"), f"{p}.uplinks")
                         if (u := self._uplink(item, up)) is not None)
+        bfd_default = bgp.bfd.enabled if bgp is not None else False  # documents without peers[].bfd
         peers = tuple(x for pp, item in r.items(m.get("peers"), f"{p}.peers")
-                      if (x := self._peer(item, pp)) is not None)
+                      if (x := self._peer(item, pp, bfd_default)) is not None)
         blocks = r.mapping(m.get("podBlocks") or {}, f"{p}.podBlocks", None)
         b4 = r.get(blocks, "ipv4", f"{p}.podBlocks", r.net_list(r.net4)) or ()
         b6 = r.get(blocks, "ipv6", f"{p}.podBlocks", r.net_list(r.net6)) or ()
@@ -303,7 +310,7 @@ class _NodeStateReader:
         got = self.r.get(m, key, path, self.r.int_in(lo, hi), default=default)
         return default if got is None else got
 
-    def _bgp(self, raw: Any) -> BgpSpec | None:
+    def _bgp(self, raw: Any) -> BgpOptions | None:
         r, p = self.r, f"{_SPEC}.bgp"
         m = r.mapping(raw or {}, p, None)
         if m is None:
@@ -315,18 +322,23 @@ class _NodeStateReader:
             if md5 and md5.get("kubernetesSecret") is not None else None
         kname = r.get(ks, "name", kp, r.string, required=True)
         kkey = r.get(ks, "key", kp, r.string, required=True)
+        secret = (SecretRef(file=md5_file) if md5_file else
+                  SecretRef(kubernetes_name=kname, kubernetes_key=kkey)
+                  if kname is not None and kkey is not None else None)
         comms = r.get(m, "communities", p, r.net_list(r.string)) or ()
-        bfd = m.get("bfd")  # present: BFD on
+        bfd = m.get("bfd")  # present: some peer runs BFD, with these timers
         bm = r.mapping(bfd, f"{p}.bfd", None) if bfd is not None else None
-        return BgpSpec(
+        return BgpOptions(
             self._int(m, "holdTime", p, 3, 65535, HOLD_TIME),
             self._int(m, "keepalive", p, 1, 21845, KEEPALIVE),
             self._int(m, "gracefulRestart", p, 0, 4095, GRACEFUL_RESTART),
-            md5_file, (kname, kkey) if kname is not None and kkey is not None else None,
-            comms, bfd is not None,
-            self._int(bm, "minRx", f"{p}.bfd", 10, 60000, BFD_MIN_RX_MS),
-            self._int(bm, "minTx", f"{p}.bfd", 10, 60000, BFD_MIN_TX_MS),
-            self._int(bm, "multiplier", f"{p}.bfd", 2, 255, BFD_MULTIPLIER),
+            secret, tuple(comms),
+            bool(r.get(m, "ipv4OverIpv6", p, r.boolean, default=False)),
+            Bfd(bfd is not None,
+                self._int(bm, "minRx", f"{p}.bfd", 10, 60000, BFD_MIN_RX_MS),
+                self._int(bm, "minTx", f"{p}.bfd", 10, 60000, BFD_MIN_TX_MS),
+                self._int(bm, "multiplier", f"{p}.bfd", 2, 255, BFD_MULTIPLIER)),
+            self._int(m, "maxPrefixes", p, 1, 1000000, MAX_PREFIXES),
         )
 
     def _uplink(self, raw: Any, p: str) -> UplinkSpec | None:
@@ -340,7 +352,7 @@ class _NodeStateReader:
             return None
         return UplinkSpec(tor, v4, v6, bool(unnumbered))
 
-    def _peer(self, raw: Any, p: str) -> PeerSpec | None:
+    def _peer(self, raw: Any, p: str, bfd_default: bool) -> PeerSpec | None:
         r = self.r
         m = r.mapping(raw, p, None)
         name = r.get(m, "name", p, r.string, required=True)
@@ -350,10 +362,11 @@ class _NodeStateReader:
         families = r.get(m, "families", p, r.net_list(r.choice([f.value for f in Family])))
         next_hop = r.get(m, "ipv6NextHop", p, r.ipv6)
         interface = r.get(m, "interface", p, r.string)
+        bfd = r.get(m, "bfd", p, r.boolean, default=bfd_default)
         if name is None or asn is None:
             return None
         return PeerSpec(name, asn, address, local, tuple(Family(f) for f in families or ()),
-                        next_hop, interface)
+                        next_hop, interface, bool(bfd))
 
     def _ip(self, value: Any, path: str) -> Address | None:
         if not isinstance(value, str):

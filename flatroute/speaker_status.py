@@ -24,12 +24,16 @@ Controllers import `parse()`; it needs the standard library only.
       "skipped": [{"what": "SID fcbb::44 (End.DT4)", "reason": "missing kernel feature: vrf"}],
       "missingKernelFeatures": ["vrf: ..."],
       "exabgp": {"running": true, "starts": 1, "lastExit": null},
+      "removed": null,                          or, once its tombstone is read:
+                 {"at": "...", "reason": "not in the fabric", "state": "leaving" | "left",
+                  "why": "notified" | "deadline" | "nothing applied" | null},
       "services": [{"prefix": "198.51.100.2/32", "service": "default/web",   only when the
                     "source": "LoadBalancer", "reason": "Local: 1 ready ...",  node has any
                     "communities": ["65200:100"], "announcedTo": ["10.0.51.1"]}]
     }
 
 Session states: idle (not started), connect (TCP up, no OPEN yet), established, down.
+Session `bfd`: up, down, off (this ToR runs no BFD: BGP alone decides), null (not known yet).
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ class SpeakerStatus:
     capabilities: dict[str, Any] = field(default_factory=dict)
     #: the eBPF datapath: map entries, attached interfaces, per-CPU drop/packet counters
     bpf: dict[str, Any] | None = None
+    #: the node was removed from the fabric (its tombstone): see the module docstring
+    removed: dict[str, Any] | None = None
     #: the node's service routes: prefix, service, source, reason, communities, announcedTo
     services: tuple[dict[str, Any], ...] = ()
 
@@ -118,7 +124,7 @@ class SpeakerStatus:
             "missingKernelFeatures": list(self.missing_kernel_features),
             "exabgp": dict(self.exabgp),
             "srv6Datapath": self.datapath, "capabilities": dict(self.capabilities),
-            "bpf": self.bpf,
+            "bpf": self.bpf, "removed": self.removed,
         }
         if self.services:
             doc["services"] = [dict(x) for x in self.services]
@@ -152,6 +158,7 @@ def parse(text: str, source: str = "<status>") -> SpeakerStatus:
             exabgp=dict(doc.get("exabgp") or {}),
             datapath=doc.get("srv6Datapath"), capabilities=dict(doc.get("capabilities") or {}),
             bpf=dict(doc["bpf"]) if isinstance(doc.get("bpf"), dict) else None,
+            removed=dict(doc["removed"]) if isinstance(doc.get("removed"), dict) else None,
             services=tuple(dict(x) for x in doc.get("services") or () if isinstance(x, dict)),
         )
     except StatusError:
@@ -186,6 +193,12 @@ def render_text(st: SpeakerStatus, now: float | None = None) -> str:
                  + (f"  (seen {st.seen_generation})"
                     if st.seen_generation and st.seen_generation != st.generation else "")
                  + ("  DRAINED" if st.drained else ""))
+    if st.removed:
+        lines.append(f"REMOVED from the fabric at {st.removed.get('at')} "
+                     f"({st.removed.get('reason')}): "
+                     + ("every announcement withdrawn, sessions ended"
+                        f" ({st.removed.get('why')})" if st.removed.get("state") == "left"
+                        else "withdrawing, ending the sessions"))
     rec = "ok" if st.last_reconcile_ok else "FAILED"
     lines.append(f"last reconcile {st.last_reconcile_at or '-'} "
                  f"({st.last_reconcile_ms if st.last_reconcile_ms is not None else '-'} ms, {rec})")
@@ -225,3 +238,60 @@ def render_text(st: SpeakerStatus, now: float | None = None) -> str:
                  f"started {ex.get('starts', 0)}x"
                  + (f", last exit: {ex['lastExit']}" if ex.get("lastExit") else ""))
     return "\n".join(lines) + "\n"
+
+
+# -- health: what `flatroute speaker status` exits with -------------------------------------
+#: every session that should be up is, the desired generation is applied, no error
+HEALTHY = 0
+#: (the CLI's own error: no status document, or one that cannot be read)
+ERROR = 1
+#: the status is stale: the speaker is not running (or is stuck)
+NOT_RUNNING = 3
+#: traffic flows (a session is usable) but something is wrong: a session or BFD down, an
+#: error in the last pass, a generation seen but not applied, drained, leaving the fabric
+DEGRADED = 4
+#: a BGP outage: no session usable, ExaBGP not running, or nothing applied yet
+DOWN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    code: int
+    reasons: tuple[str, ...]
+
+    @property
+    def words(self) -> str:
+        name = {HEALTHY: "healthy", NOT_RUNNING: "not running", DEGRADED: "degraded",
+                DOWN: "down"}.get(self.code, "error")
+        return name + (": " + "; ".join(self.reasons) if self.reasons else "")
+
+
+def health(st: SpeakerStatus, now: float | None = None) -> Health:
+    """The speaker's health from its status document (pure; `now` for the staleness)."""
+    if st.is_stale(now):
+        return Health(NOT_RUNNING, (f"status not refreshed since {st.updated_at}",))
+    if st.removed:
+        if st.removed.get("state") == "left":
+            return Health(HEALTHY, ("removed from the fabric: nothing announced, as asked",))
+        return Health(DEGRADED, ("leaving the fabric: withdrawing",))
+    down: list[str] = []
+    if not st.exabgp.get("running"):
+        down.append("ExaBGP is not running"
+                    + (f" ({st.exabgp['lastExit']})" if st.exabgp.get("lastExit") else ""))
+    usable = [s for s in st.sessions if s.state == "established" and s.bfd != "down"]
+    if not usable:
+        down.append("no BGP session is up" if st.sessions else "no BGP session configured")
+    if st.generation is None:
+        down.append("no node state applied yet")
+    problems = [f"session {s.name or s.peer} ({s.peer}) {s.state}"
+                + (f": {s.lastError}" if s.lastError else "")
+                for s in st.sessions if s not in usable]
+    if down:
+        return Health(DOWN, tuple(down + problems + ([st.last_error] if st.last_error else [])))
+    if st.seen_generation is not None and st.seen_generation != st.generation:
+        problems.append(f"generation {st.seen_generation} seen, {st.generation} applied")
+    if st.drained:
+        problems.append("drained: nothing announced on purpose")
+    if st.last_error:
+        problems.append(st.last_error)
+    return Health(DEGRADED if problems else HEALTHY, tuple(problems))

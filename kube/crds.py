@@ -95,6 +95,8 @@ def _router(peering: bool) -> S:
             {"mode": _str("subnet (default) or unnumbered", enum=["subnet", "unnumbered"]),
              "ipv4": {**IFACE, "description": "ToR address/len of the server subnet"},
              "ipv6": {**IFACE, "description": "ToR address/len of the server subnet"}})
+        props["bfd"] = _bool("BFD on this ToR's sessions (default: the rack's, else "
+                             "spec.bgp.bfd.enabled)")
     return _obj("a router of the network team", props, ["name", "asn", "routerId"])
 
 
@@ -248,6 +250,7 @@ def rack_peering_spec() -> S:
     return _obj("one rack: its site and its ToRs (metadata.name is the rack name)", {
         "site": {**NAME, "description": "the FabricConfig site this rack belongs to"},
         "tors": _list("one or two ToRs", _router(True), 2, minItems=1),
+        "bfd": _bool("BFD on the rack's ToRs (default: spec.bgp.bfd.enabled)"),
     }, ["site", "tors"])
 
 
@@ -259,9 +262,15 @@ def node_state_spec() -> S:
         "localAddress": _str("our address", maxLength=45),
         "families": _list("address families", _str("", enum=["ipv4", "ipv6"]), 2),
         "ipv6NextHop": IPV6, "interface": _str("for unnumbered peers", maxLength=15),
+        "bfd": _bool("BFD on this session (absent: as bgp.bfd)"),
     }, ["name", "asn"])
-    return _obj("desired state, written by the controller only", {
+    return _obj("desired state, written by the controller only; a spec with `removed` (and "
+                "`node`) alone is the tombstone of a node removed from the fabric", {
         "node": _str("the node"), "fabric": _str("the FabricConfig"), "site": _str("site"),
+        "removed": _obj("present: this node was removed from the fabric; its speaker "
+                        "withdraws everything (flatroute/tombstone.py)", {
+            "at": _str("when it left the fabric (RFC 3339)", maxLength=40),
+            "reason": _str("why", maxLength=256)}, ["at"]),
         "rack": _str("rack"), "role": _str("worker or gateway", enum=["worker", "gateway"]),
         "asn": ASN, "routerId": IPV4, "mtu": _int("pod MTU", 1280, 9216),
         "bgp": _obj("session options", {
@@ -275,6 +284,8 @@ def node_state_spec() -> S:
             "bfd": _obj("present: BFD on", {"minRx": _int("ms", 10, 60000),
                                             "minTx": _int("ms", 10, 60000),
                                             "multiplier": _int("", 2, 255)}),
+            "ipv4OverIpv6": _bool("IPv4 over the IPv6 sessions (RFC 8950)"),
+            "maxPrefixes": _int("maximum-prefix the ToRs apply to this node", 1, 1000000),
         }),
         "uplinks": _list("uplink addresses", _obj("", {
             "tor": _str("ToR"), "ipv4": IFACE, "ipv6": IFACE,
@@ -295,7 +306,9 @@ def node_state_spec() -> S:
         }),
         "services": _list("service routes this node announces (absent: none)",
                           _service_route(), 100000),
-    }, ["node", "asn", "routerId"])
+    }, ["node"], rules=[("has(self.removed) || (has(self.asn) && has(self.routerId))",
+                         "a NodeState needs asn and routerId, unless it is a tombstone "
+                         "(removed)")])
 
 
 def _service_route(announced_to: bool = False) -> S:

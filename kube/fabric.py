@@ -206,7 +206,10 @@ def _add_racks(racks: Iterable[Obj], sites: list[Any], csrc: str, origins: list[
         i = site_index[site]
         j = len(sites[i]["racks"])
         tors = rspec.get("tors")
-        sites[i]["racks"].append({"name": rname, "tors": tors})
+        rack: dict[str, Any] = {"name": rname, "tors": tors}
+        if "bfd" in rspec:
+            rack["bfd"] = rspec["bfd"]
+        sites[i]["racks"].append(rack)
         rack_site[rname] = site
         rack_tors[rname] = tors if isinstance(tors, list) else []
         origins.append(_Origin(f"spec.sites[{i}].racks[{j}]", rsrc, "spec",

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from flatroute.nodestate import NodeState, from_spec
+from flatroute import tombstone
+from flatroute.nodestate import NodeState
+from flatroute.tombstone import Removed
 from kube.api import Conflict, Resource
 from kube.crds import API_VERSION, GROUP, VERSION
 
@@ -86,9 +88,11 @@ def node_state_object(node: str, spec: Mapping[str, Any], spec_hash: str, *, sit
             "spec": dict(spec)}
 
 
-def parse_node_state(obj: Mapping[str, Any]) -> NodeState:
-    """A NodeState custom resource -> the NodeState value (InvalidInput with field paths)."""
-    return from_spec(obj.get("spec"), f"NodeState/{(obj.get('metadata') or {}).get('name')}")
+def parse_node_state(obj: Mapping[str, Any]) -> NodeState | Removed:
+    """A NodeState custom resource -> the NodeState value, or the tombstone of a removed node
+    (InvalidInput with field paths)."""
+    return tombstone.from_spec(obj.get("spec"),
+                               f"NodeState/{(obj.get('metadata') or {}).get('name')}")
 
 
 # -- conditions -----------------------------------------------------------------------------

@@ -45,7 +45,8 @@ def objects_from_fabric(doc: dict[str, Any], fabric: str = "default"
             rack_site[r["name"]] = s["name"]
             racks.append({"apiVersion": API_VERSION, "kind": "RackPeering",
                           "metadata": {"name": r["name"]},
-                          "spec": {"site": s["name"], "tors": r["tors"]}})
+                          "spec": {"site": s["name"], "tors": r["tors"],
+                                   **({"bfd": r["bfd"]} if "bfd" in r else {})}})
     sites = [{k: v for k, v in s.items() if k != "racks"} for s in spec["sites"]]
     config = {"apiVersion": API_VERSION, "kind": "FabricConfig", "metadata": {"name": fabric},
               "spec": {**{k: v for k, v in spec.items() if k not in ("nodes", "sites")},

@@ -50,6 +50,12 @@ def socket_path(node_dir: Path) -> Path:
     return node_dir / "cni.sock"
 
 
+def delete_queue(node_dir: Path) -> Path:
+    """The node's own deletion queue: never the machine's, which another node's service (or
+    the machine's own) would run in the wrong namespace."""
+    return node_dir / "cni-delete-queue"
+
+
 def cni_conf(node_dir: Path) -> dict[str, Any]:
     return {"cniVersion": "1.1.0", "name": "flatroute", "type": "flatroute-cni",
             "nodeFile": str(node_dir / "node.json"), "dataDir": str(node_dir / "ipam")}
@@ -60,8 +66,9 @@ def cni_exec(command: str, pod: Pod, node_ns: str, node_dir: Path,
     plugin = plugin_path(node_dir.parent.parent)
     env = [f"CNI_COMMAND={command}", f"CNI_CONTAINERID={pod.container_id}",
            f"CNI_IFNAME={IFNAME}", f"CNI_PATH={Path(plugin).parent}:/usr/lib/cni",
-           # this node's service; with none there the client runs the Python plugin itself
-           f"FLATROUTE_CNI_SOCKET={socket_path(node_dir)}"]
+           # this node's service (lab up starts it); with none there the client says try again
+           f"FLATROUTE_CNI_SOCKET={socket_path(node_dir)}",
+           f"FLATROUTE_CNI_DELETE_QUEUE={delete_queue(node_dir)}"]
     if netns:
         env.append(f"CNI_NETNS=/var/run/netns/{pod.ns}")
     proc = host.run(host.in_ns(node_ns, ["env", *env, plugin]),

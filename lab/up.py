@@ -189,9 +189,10 @@ def _pods(state: LabState, topo: Topology) -> None:
     directory = state.dir
     pods.install_plugin(directory)
     for node in topo.nodes:  # the fast path: the C client hands each request to its node's
-        _start(state, f"{node.name}/cni", node.ns, [  # service, inside the node namespace
-            *flatroute_cmd(), "cni", "serve", "--socket", str(pods.socket_path(
-                directory / "nodes" / node.name))])
+        ndir = directory / "nodes" / node.name  # service, inside the node namespace
+        _start(state, f"{node.name}/cni", node.ns, [
+            *flatroute_cmd(), "cni", "serve", "--socket", str(pods.socket_path(ndir)),
+            "--delete-queue", str(pods.delete_queue(ndir))])
     for node in topo.nodes:
         _wait_file(directory / "nodes" / node.name / "node.json", 30,
                    f"speaker of {node.name} wrote no node file")
@@ -247,8 +248,9 @@ def _wait_speakers(the_plan: Plan, state_dir: Path, timeout: float = 30) -> None
             except StatusError:
                 pending.append(f"{n.name}: no status yet")
                 continue
+            bfd = {pp.tor: pp.bfd for pp in n.peers}  # the ToR's choice
             usable = [x for x in sessions if x.state == "established"
-                      and (x.bfd == "up" or not the_plan.bgp.bfd)]
+                      and (x.bfd == "up" or not bfd.get(x.name, False))]
             if len(usable) < len(n.peers):
                 pending.append(f"{n.name}: {len(usable)}/{len(n.peers)} sessions usable")
         if not pending:

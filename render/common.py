@@ -36,8 +36,9 @@ class Feature(StrEnum):
 def features(view: RouterView) -> dict[Feature, str]:
     """The features this router's configuration needs, with the fabric field that asks."""
     out: dict[Feature, str] = {}
-    if view.bgp.bfd.enabled and (view.sessions or view.links):
-        out[Feature.BFD] = "spec.bgp.bfd.enabled"
+    if view.uses_bfd:
+        out[Feature.BFD] = (f"{view.path}.bfd" if view.router.bfd is not None else
+                            "spec.bgp.bfd.enabled")
     if any(s.address is None for s in view.sessions):
         out[Feature.UNNUMBERED_NODES] = f"{view.path}.peering.mode"
     if view.links:

@@ -72,16 +72,16 @@ def eos_cfg(view: RouterView) -> str:
             out.append(f"{I1}ip address {view.servers_v4}")
         if view.servers_v6:
             out += [f"{I1}ipv6 enable", f"{I1}ipv6 address {view.servers_v6}"]
-        if bfd.enabled:
+        if view.node_bfd:
             out.append(bfd_line)
         out.append("!")
-    for lk_name, what in sorted({(lk.interface, f"{lk.role.value} {lk.neighbor}")
-                                 for lk in view.links}
-                                | {(str(s.interface), f"node {s.node}")
-                                   for s in view.sessions if s.interface}):
+    for lk_name, what, on in sorted({(lk.interface, f"{lk.role.value} {lk.neighbor}", lk.bfd)
+                                     for lk in view.links}
+                                    | {(str(s.interface), f"node {s.node}", s.bfd)
+                                       for s in view.sessions if s.interface}):
         out += [f"interface {lk_name}", f"{I1}description {what}", f"{I1}no switchport",
                 f"{I1}ipv6 enable"]
-        if bfd.enabled:
+        if on:
             out.append(bfd_line)
         out.append("!")
     for pl in view.prefix_lists:
@@ -96,11 +96,11 @@ def eos_cfg(view: RouterView) -> str:
     return "\n".join(out) + "\n"
 
 
-def _session_settings(view: RouterView, name: str) -> list[str]:
+def _session_settings(view: RouterView, name: str, bfd: bool) -> list[str]:
     out = []
     if view.md5 is not None:
         out.append(f"{I1}neighbor {name} password 0 {view.md5}")
-    if view.bgp.bfd.enabled:
+    if bfd:
         out.append(f"{I1}neighbor {name} bfd")
     out.append(f"{I1}neighbor {name} maximum-routes {view.bgp.max_prefixes}")
     if view.communities:
@@ -152,12 +152,12 @@ def _node_neighbors(view: RouterView) -> list[str]:
     if grouped:
         for g in sorted({s.group for s in view.sessions if s.address is not None}):
             out.append(f"{I1}neighbor {g} peer group")
-            out += _session_settings(view, g)
+            out += _session_settings(view, g, view.node_bfd)
     for s in view.sessions:
         if s.address is None:
             g = _node_group(s)
             out.append(f"{I1}neighbor {g} peer group")
-            out += _session_settings(view, g)
+            out += _session_settings(view, g, s.bfd)
             out.append(f"{I1}neighbor interface {s.interface} peer group {g} remote-as {s.asn}")
             continue
         out.append(f"{I1}neighbor {s.address} remote-as {s.asn}")
@@ -165,17 +165,17 @@ def _node_neighbors(view: RouterView) -> list[str]:
             out.append(f"{I1}neighbor {s.address} peer group {s.group}")
         out.append(f"{I1}neighbor {s.address} description node {s.node}")
         if not grouped:
-            out += _session_settings(view, str(s.address))
+            out += _session_settings(view, str(s.address), s.bfd)
     return out
 
 
 def _link_neighbors(view: RouterView) -> list[str]:
     """The unnumbered sessions to the other routers, one peer group per shared policy."""
     out: list[str] = []
-    for g in _groups(view):
+    for g, lk in _groups(view).items():
         out.append(f"{I1}neighbor {g} peer group")
         out.append(f"{I1}neighbor {g} send-community")
-        if view.bgp.bfd.enabled:
+        if lk.bfd:
             out.append(f"{I1}neighbor {g} bfd")
     for lk in view.links:
         out.append(f"{I1}neighbor interface {lk.interface} peer group {lk.group} "

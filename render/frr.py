@@ -79,7 +79,7 @@ def frr_conf(view: RouterView, platform: str, *, interface_addresses: bool = Tru
         out.append("!")
     # bfdd
     bfd = bgp.bfd
-    if bfd.enabled:
+    if view.uses_bfd:
         out += ["bfd", f" profile {BFD_PROFILE}", f"  detect-multiplier {bfd.multiplier}",
                 f"  receive-interval {bfd.min_rx_ms}", f"  transmit-interval {bfd.min_tx_ms}",
                 " !", "!"]
@@ -117,12 +117,13 @@ def _node_neighbors(view: RouterView) -> list[str]:
     neighbour."""
     out: list[str] = []
     grouped = view.peer_group
-    targets: list[tuple[str, bool]] = []  # (name, extended next hop)
+    targets: list[tuple[str, bool, bool]] = []  # (name, extended next hop, BFD)
     if grouped:
         for g in sorted({s.group for s in view.sessions}):
             ext = any(s.extended_nexthop for s in view.sessions if s.group == g)
+            bfd = any(s.bfd for s in view.sessions if s.group == g)
             out.append(f" neighbor {g} peer-group")
-            targets.append((g, ext))
+            targets.append((g, ext, bfd))
     for s in view.sessions:
         if s.address is None:
             out.append(f" neighbor {s.interface} interface remote-as {s.asn}")
@@ -132,17 +133,18 @@ def _node_neighbors(view: RouterView) -> list[str]:
             out.append(f" neighbor {s.peer} peer-group {s.group}")
         out.append(f" neighbor {s.peer} description node {s.node}")
         if not grouped:
-            targets.append((s.peer, s.extended_nexthop and s.address is not None))
-    for name, ext in targets:
-        out += _session_settings(view, name, ext)
+            targets.append((s.peer, s.extended_nexthop and s.address is not None, s.bfd))
+    for name, ext, bfd in targets:
+        out += _session_settings(view, name, ext, bfd)
     return out
 
 
-def _session_settings(view: RouterView, name: str, extended_nexthop: bool) -> list[str]:
+def _session_settings(view: RouterView, name: str, extended_nexthop: bool,
+                      bfd: bool) -> list[str]:
     out: list[str] = []
     if view.md5 is not None:
         out.append(f" neighbor {name} password {view.md5}")
-    if view.bgp.bfd.enabled:
+    if bfd:
         out.append(f" neighbor {name} bfd profile {BFD_PROFILE}")
     if extended_nexthop:
         out.append(f" neighbor {name} capability extended-nexthop")
@@ -155,7 +157,7 @@ def _link_neighbors(view: RouterView) -> list[str]:
     for lk in view.links:
         out.append(f" neighbor {lk.interface} interface remote-as {lk.asn}")
         out.append(f" neighbor {lk.interface} description {lk.role.value} {lk.neighbor}")
-        if view.bgp.bfd.enabled:
+        if lk.bfd:
             out.append(f" neighbor {lk.interface} bfd profile {BFD_PROFILE}")
     return out
 

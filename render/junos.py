@@ -113,13 +113,13 @@ def junos_conf(view: RouterView) -> str:
     return "\n".join(t.lines) + "\n"
 
 
-def _group_common(t: _Tree, view: RouterView) -> None:
+def _group_common(t: _Tree, view: RouterView, on: bool) -> None:
     t.stmt("type external")
     t.block("multipath")
     t.stmt("multiple-as")
     t.end()
     bfd = view.bgp.bfd
-    if bfd.enabled:
+    if on:
         t.block("bfd-liveness-detection")
         t.stmt(f"minimum-receive-interval {bfd.min_rx_ms}")
         t.stmt(f"multiplier {bfd.multiplier}")
@@ -143,59 +143,69 @@ def _bgp(t: _Tree, view: RouterView) -> None:
         t.stmt(f"restart-time {bgp.graceful_restart}")
         t.end()
     if view.sessions:
-        t.block("group FR-NODES")
-        _group_common(t, view)
-        if view.md5 is not None:
-            t.stmt(f'authentication-key "{view.md5}"')
-        t.stmt(f"export {_chain(DEFAULT_V4, DEFAULT_V6, REJECT)}")
-        for s in view.sessions:
-            t.block(f"neighbor {s.address}")
-            t.stmt(f'description "node {s.node}"')
-            t.stmt(f"peer-as {s.asn}")
-            tag = FROM_NODES if view.communities else None
-            t.stmt(f"import {_chain(tag, s.accept_v4, s.accept_v6, REJECT)}")
-            for fam in s.families:
-                t.block(f"family {'inet' if fam is Family.IPV4 else 'inet6'}")
-                t.block("unicast")
-                if fam is Family.IPV4 and s.extended_nexthop:
-                    t.stmt("extended-nexthop")
-                t.block("prefix-limit")
-                t.stmt(f"maximum {bgp.max_prefixes}")
-                t.stmt("teardown")
-                t.end()
-                t.end()
-                t.end()
-            t.end()
-        t.end()
+        _node_group(t, view)
     groups: dict[str, list[Link]] = {}
     for lk in view.links:
         groups.setdefault(lk.group, []).append(lk)
     for g, links in groups.items():
-        lk = links[0]
-        t.block(f"group {g}")
-        _group_common(t, view)
-        for fam in lk.families:
+        _link_group(t, view, g, links)
+    t.end()
+
+
+def _node_group(t: _Tree, view: RouterView) -> None:
+    """The ToR's sessions to its nodes: one neighbor each, import limited to its blocks."""
+    t.block("group FR-NODES")
+    _group_common(t, view, view.node_bfd)
+    if view.md5 is not None:
+        t.stmt(f'authentication-key "{view.md5}"')
+    t.stmt(f"export {_chain(DEFAULT_V4, DEFAULT_V6, REJECT)}")
+    for s in view.sessions:
+        t.block(f"neighbor {s.address}")
+        t.stmt(f'description "node {s.node}"')
+        t.stmt(f"peer-as {s.asn}")
+        tag = FROM_NODES if view.communities else None
+        t.stmt(f"import {_chain(tag, s.accept_v4, s.accept_v6, REJECT)}")
+        for fam in s.families:
             t.block(f"family {'inet' if fam is Family.IPV4 else 'inet6'}")
-            if fam is Family.IPV4:
-                t.block("unicast")
+            t.block("unicast")
+            if fam is Family.IPV4 and s.extended_nexthop:
                 t.stmt("extended-nexthop")
-                t.end()
-            else:
-                t.stmt("unicast")
+            t.block("prefix-limit")
+            t.stmt(f"maximum {view.bgp.max_prefixes}")
+            t.stmt("teardown")
             t.end()
-        t.stmt(f"import {_chain(lk.import_v4, lk.import_v6, REJECT)}")
-        t.stmt(f"export {_chain(lk.export_v4, lk.export_v6, REJECT)}")
-        t.stmt(f"peer-as-list {g}")
-        t.block(f"dynamic-neighbor {g}")
-        t.block("peer-auto-discovery")
-        t.block("family inet6")
-        t.stmt("ipv6-nd")
+            t.end()
+            t.end()
         t.end()
-        for x in links:
-            t.stmt(f"interface {_unit(x.interface)}")
+    t.end()
+
+
+def _link_group(t: _Tree, view: RouterView, group: str, links: list[Link]) -> None:
+    """Router-to-router links of one group: unnumbered, neighbors found by IPv6 ND."""
+    lk = links[0]
+    t.block(f"group {group}")
+    _group_common(t, view, lk.bfd)
+    for fam in lk.families:
+        t.block(f"family {'inet' if fam is Family.IPV4 else 'inet6'}")
+        if fam is Family.IPV4:
+            t.block("unicast")
+            t.stmt("extended-nexthop")
+            t.end()
+        else:
+            t.stmt("unicast")
         t.end()
-        t.end()
-        t.end()
+    t.stmt(f"import {_chain(lk.import_v4, lk.import_v6, REJECT)}")
+    t.stmt(f"export {_chain(lk.export_v4, lk.export_v6, REJECT)}")
+    t.stmt(f"peer-as-list {group}")
+    t.block(f"dynamic-neighbor {group}")
+    t.block("peer-auto-discovery")
+    t.block("family inet6")
+    t.stmt("ipv6-nd")
+    t.end()
+    for x in links:
+        t.stmt(f"interface {_unit(x.interface)}")
+    t.end()
+    t.end()
     t.end()
 
 

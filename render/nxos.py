@@ -59,7 +59,7 @@ def nxos_cfg(view: RouterView) -> str:
     bfd = view.bgp.bfd
     out = [f"! {line}".rstrip() for line in header_lines(view, NAME)]
     out += ["!", f"hostname {r.name}", "feature bgp"]
-    if bfd.enabled:
+    if view.uses_bfd:
         out.append("feature bfd")
     if view.servers_interface.lower().startswith("vlan"):
         out.append("feature interface-vlan")
@@ -73,16 +73,16 @@ def nxos_cfg(view: RouterView) -> str:
             out.append(f"{I1}ip address {view.servers_v4}")
         if view.servers_v6:
             out.append(f"{I1}ipv6 address {view.servers_v6}")
-        if bfd.enabled:
+        if view.node_bfd:
             out.append(bfd_line)
         out.append("!")
-    for iface, what in sorted({(lk.interface, f"{lk.role.value} {lk.neighbor}")
-                               for lk in view.links}
-                              | {(str(s.interface), f"node {s.node}")
-                                 for s in view.sessions if s.interface}):
+    for iface, what, on in sorted({(lk.interface, f"{lk.role.value} {lk.neighbor}", lk.bfd)
+                                   for lk in view.links}
+                                  | {(str(s.interface), f"node {s.node}", s.bfd)
+                                     for s in view.sessions if s.interface}):
         out += [f"interface {iface}", f"{I1}description {what}", f"{I1}no switchport",
                 f"{I1}ipv6 link-local use-bia", f"{I1}no shutdown"]
-        if bfd.enabled:
+        if on:
             out.append(bfd_line)
         out.append("!")
     for pl in view.prefix_lists:
@@ -110,7 +110,7 @@ def _session(view: RouterView, fams: tuple[Family, ...], *, shared: bool = True,
         return out
     if view.md5 is not None:
         out.append(f"{I2}password 0 {view.md5}")
-    if view.bgp.bfd.enabled:
+    if view.node_bfd:  # chosen per ToR: every node session of this router alike
         out.append(f"{I2}bfd")
     out.append(f"{I2}timers {view.bgp.keepalive} {view.bgp.hold_time}")
     for fam in fams:
@@ -156,7 +156,7 @@ def _router_bgp(view: RouterView) -> list[str]:
         groups.setdefault(lk.group, lk)
     for g, lk in groups.items():
         out += [f"{I1}template peer {g}", f"{I2}timers {bgp.keepalive} {bgp.hold_time}"]
-        if bgp.bfd.enabled:
+        if lk.bfd:
             out.append(f"{I2}bfd")
         for fam in lk.families:
             imp, exp = ((lk.import_v4, lk.export_v4) if fam is Family.IPV4

@@ -72,28 +72,12 @@ def config_db(view: RouterView) -> str:
     bfd_note = (f"BFD timers rx {bgp.bfd.min_rx_ms} ms, tx {bgp.bfd.min_tx_ms} ms, multiplier "
                 f"{bgp.bfd.multiplier}: CONFIG_DB enables BFD per neighbour only; set these "
                 "timers on the switch (or use the split-mode .frr.conf, which has them)",)
-    extra = bfd_note if bgp.bfd.enabled else ()
+    extra = bfd_note if view.uses_bfd else ()
     put("FLATROUTE_RENDER", "header", lines=header_lines(view, NAME, extra))
     put("DEVICE_METADATA", "localhost", hostname=r.name, bgp_asn=str(r.asn),
         docker_routing_config_mode="unified", frr_mgmt_framework_config="true")
-    if view.servers_v4 or view.servers_v6:
-        table = _iface_table(view.servers_interface)
-        put(table, view.servers_interface)
-        for addr in (view.servers_v4, view.servers_v6):
-            if addr is not None:
-                put(table, f"{view.servers_interface}|{addr}")
-    for iface in sorted({lk.interface for lk in view.links}
-                        | {s.interface for s in view.sessions if s.interface}):
-        put(_iface_table(iface), iface, ipv6_use_link_local_only="enable")
-    for pl in view.prefix_lists:
-        put("PREFIX_SET", pl.name, mode="IPv4" if pl.version == 4 else "IPv6")
-        if not pl.rules:
-            anyp = "0.0.0.0/0" if pl.version == 4 else "::/0"
-            put("PREFIX", f"{pl.name}|5|{anyp}|{0}..{32 if pl.version == 4 else 128}",
-                action="deny")
-        for i, rule in enumerate(pl.rules):
-            rng = "exact" if rule.ge is None else f"{rule.ge}..{rule.le}"
-            put("PREFIX", f"{pl.name}|{5 * (i + 1)}|{rule.prefix}|{rng}", action="permit")
+    _interfaces(view, put)
+    _prefix_sets(view, put)
     if view.sessions and view.communities:
         put("ROUTE_MAP", f"{FROM_NODES}|10", route_operation="permit",
             set_community_inline=list(view.communities))
@@ -116,7 +100,7 @@ def config_db(view: RouterView) -> str:
     for lk in view.links:
         put("BGP_NEIGHBOR", f"{VRF}|{lk.interface}", asn=str(lk.asn),
             name=f"{lk.role.value} {lk.neighbor}", admin_status="up",
-            bfd="true" if bgp.bfd.enabled else None, capability_ext_nexthop="true")
+            bfd="true" if lk.bfd else None, capability_ext_nexthop="true")
         for fam in lk.families:
             imp, exp = ((lk.import_v4, lk.export_v4) if fam is Family.IPV4
                         else (lk.import_v6, lk.export_v6))
@@ -125,11 +109,37 @@ def config_db(view: RouterView) -> str:
     return json.dumps(db, indent=4, sort_keys=True) + "\n"
 
 
+def _interfaces(view: RouterView, put: Any) -> None:
+    """The server-facing interface with its addresses; link-local-only router links."""
+    if view.servers_v4 or view.servers_v6:
+        table = _iface_table(view.servers_interface)
+        put(table, view.servers_interface)
+        for addr in (view.servers_v4, view.servers_v6):
+            if addr is not None:
+                put(table, f"{view.servers_interface}|{addr}")
+    for iface in sorted({lk.interface for lk in view.links}
+                        | {s.interface for s in view.sessions if s.interface}):
+        put(_iface_table(iface), iface, ipv6_use_link_local_only="enable")
+
+
+def _prefix_sets(view: RouterView, put: Any) -> None:
+    """PREFIX_SET and PREFIX: an empty list denies everything, as FRR's would."""
+    for pl in view.prefix_lists:
+        put("PREFIX_SET", pl.name, mode="IPv4" if pl.version == 4 else "IPv6")
+        if not pl.rules:
+            anyp = "0.0.0.0/0" if pl.version == 4 else "::/0"
+            put("PREFIX", f"{pl.name}|5|{anyp}|{0}..{32 if pl.version == 4 else 128}",
+                action="deny")
+        for i, rule in enumerate(pl.rules):
+            rng = "exact" if rule.ge is None else f"{rule.ge}..{rule.le}"
+            put("PREFIX", f"{pl.name}|{5 * (i + 1)}|{rule.prefix}|{rng}", action="permit")
+
+
 def _nodes(view: RouterView, put: Any) -> None:
     bgp = view.bgp
     grouped = view.peer_group
     shared: dict[str, Any] = {
-        "auth_password": view.md5, "bfd": "true" if bgp.bfd.enabled else None}
+        "auth_password": view.md5, "bfd": "true" if view.node_bfd else None}
 
     def af_shared(fam: Family) -> dict[str, Any]:
         return {"admin_status": "true", "send_default_route": "true",

@@ -112,6 +112,8 @@ class NodeSession:
     extended_nexthop: bool  # IPv4 routes over this IPv6 session (RFC 8950)
     accept_v4: str | None  # prefix-list names
     accept_v6: str | None
+    #: BFD on this session: the node's speaker runs it exactly when this is set (the plan's)
+    bfd: bool = False
 
     @property
     def group(self) -> str:
@@ -143,6 +145,8 @@ class Link:
     export_v6: str | None
     #: links with the same policies share this group name (platforms that group peers)
     group: str = ""
+    #: BFD on this link: both ends run BFD (`Fabric.bfd_on`)
+    bfd: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +183,16 @@ class RouterView:
     @property
     def communities(self) -> tuple[str, ...]:
         return self.bgp.communities
+
+    @property
+    def node_bfd(self) -> bool:
+        """The node sessions run BFD (all or none of them: BFD is chosen per ToR)."""
+        return any(s.bfd for s in self.sessions)
+
+    @property
+    def uses_bfd(self) -> bool:
+        """Some session of this router runs BFD (with the fabric's timers)."""
+        return any(s.bfd for s in self.sessions) or any(lk.bfd for lk in self.links)
 
 
 def _pool_rule(pool: Prefix, size: int) -> Rule:
@@ -249,18 +263,22 @@ class _Builder:
     def _links(self, me: WiredRouter) -> list[Link]:
         """The sessions over the router's links to other routers, in the wiring's order."""
         out: list[Link] = []
+        mine = self.f.bfd_on(me.name)
         for lk in self.w.router_links(me.name):
             far = self.w.router(lk.far(me.name).name)
             iface = lk.near(me.name).ifname
+            bfd = mine and self.f.bfd_on(far.name)
+            # links whose BFD differs from the fabric's choice get groups of their own
+            split = "" if bfd == self.f.bgp.bfd.enabled else ("-BFD" if bfd else "-NOBFD")
             if me.role is Role.WAN:
                 site = str(far.site)
                 out.append(Link(far.name, far.role, iface, far.router.asn, (Family.IPV6,),
                                 None, None, site_list_name(site), ALL_LOCATORS,
-                                f"FR-SITE-{site.upper()}"))
+                                f"FR-SITE-{site.upper()}{split}", bfd))
                 continue
             fams, i4, e4, i6, e6, group = _LINK_POLICIES[(me.role, far.role)]
             out.append(Link(far.name, far.role, iface, far.router.asn, fams, i4, e4, i6, e6,
-                            group))
+                            group + split, bfd))
         return out
 
     # -- routers ------------------------------------------------------------------------------
@@ -299,7 +317,7 @@ class _Builder:
                 sessions.append(NodeSession(
                     node.name, node.asn or 0, pp.local_address, iface, pp.families, ext,
                     acc4 if Family.IPV4 in pp.families else None,
-                    acc6 if Family.IPV6 in pp.families else None))
+                    acc6 if Family.IPV6 in pp.families else None, pp.bfd))
         if site.spines:
             lists += self._site_lists(site_name)
         elif f.wan_routers:

@@ -27,34 +27,43 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flatroute import ROUTE_PROTOCOL
-from flatroute.errors import AdapterError, FlatrouteError, InvalidInput
+from flatroute import ROUTE_PROTOCOL, tombstone
+from flatroute.errors import FlatrouteError, InvalidInput
 from flatroute.fabric.naming import is_pod_veth
 from flatroute.files import write_atomic
 from flatroute.logging import get_logger
 from flatroute.nodestate import NodeState
-from flatroute.speaker_status import SessionStatus, SpeakerStatus, now_iso
+from flatroute.speaker_status import SpeakerStatus, now_iso
+from flatroute.tombstone import Removed
 from speaker import (
     announce,
+    bfd,
     exabgp_config,
+    farewell,
     grace,
     kernel_routes,
     linkwatch,
     node_settings,
+    report,
     services,
+    statewatch,
+    uplinks,
 )
 from speaker.bfd import BfdAdapter, Bfdd
 from speaker.bpf_reconcile import BpfAdapter, BpfSync, list_links, real_bpf
 from speaker.capabilities import DatapathUnavailable, choose_datapath, needed_missing
 from speaker.clock import Clock, SystemClock
 from speaker.desired import DEFAULT_BPF_DIR, Desired, Options, load
+from speaker.diagnose import Diagnose
 from speaker.discovery import Discovery, Ndisc, RealNdisc
 from speaker.exabgp_json import Event, Shutdown
 from speaker.exabgp_process import ExaBGP, ExaBGPProcess
+from speaker.leave import Leaver
 from speaker.metrics import Metrics
 from speaker.netlink import Kernel, KernelAdapter
 from speaker.session import ExaBGPSession
 from speaker.sessions import Session, Sessions
+from speaker.tcpprobe import TcpProbe, probe
 
 __all__ = ["Agent", "BpfAdapter", "Desired", "Options", "agent_from_args", "load"]
 
@@ -86,7 +95,8 @@ class Agent:
                  bpf: Callable[[str], BpfAdapter] | None = None,
                  exabgp: ExaBGPFactory | None = None, bfdd: BfdAdapter | None = None,
                  ndisc: Ndisc | None = None, clock: Clock | None = None,
-                 links: Callable[[], list[str]] = list_links) -> None:
+                 links: Callable[[], list[str]] = list_links,
+                 tcp_probe: TcpProbe = probe) -> None:
         self.opts = opts
         self.log = get_logger(node=opts.node)
         self.clock: Clock = clock or SystemClock()
@@ -101,6 +111,7 @@ class Agent:
         self.desired: Desired | None = None
         #: `desired` with unnumbered peers resolved to link-local sessions: what is applied
         self.resolved: Desired | None = None
+        self.diagnose = Diagnose(self.sessions, tcp_probe)
         self.discovery = Discovery(ndisc or RealNdisc(), self.kernel, self.log)
         self.report = _Report()
         pipename = "flatroute-" + hashlib.sha256(opts.run_dir.encode()).hexdigest()[:10]
@@ -109,9 +120,13 @@ class Agent:
         self.session = ExaBGPSession(process, self.paths, log=self.log,
                                      on_restart=self._on_exabgp_restart)
         self.bfdd: BfdAdapter = bfdd or Bfdd(opts.run_dir, self.log)
+        self.bfdd.subscribe(self._on_bfd)
         self.hold = grace.RestartHold(self.clock.monotonic())
         self.static_done = ""  # generation whose static parts (sysctls, files) were applied
         self.applied_generation: str | None = None
+        #: the node's tombstone, once read: it was removed from the fabric (speaker.farewell)
+        self.removal: Removed | None = None
+        self.leaver = Leaver(self.session, self.sessions, self.bfdd, self.clock, self.log)
 
     # -- events from ExaBGP (reader thread) --------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -124,6 +139,12 @@ class Agent:
     def _on_link(self, name: str) -> None:
         """A pod's host veth appeared: on the eBPF datapath, attach to it now, not next pass."""
         if self.datapath == "bpf" and is_pod_veth(name):
+            self.trigger.set()
+
+    def _on_bfd(self, peer: str, state: str) -> None:
+        """bfdd saw a peer change state (its event thread): the kernel follows in this pass."""
+        if self.sessions.set_bfd(peer, state):
+            self.log.info("bfd_state", peer=peer, state=state, via="event")
             self.trigger.set()
 
     def _on_exabgp_restart(self) -> None:
@@ -141,6 +162,7 @@ class Agent:
         if self.opts.metrics_port is not None:
             self.metrics.serve(self.opts.metrics_port, self.opts.metrics_addr)
         linkwatch.watch(self._on_link, self.stopping)
+        statewatch.watch(self.opts.node_state_path, self.trigger.set, self.stopping)
         self.log.info("speaker_started", node_state=self.opts.node_state_path,
                       run_dir=self.opts.run_dir)
         waiting = 0.25  # no node state yet: look again soon, backing off to the interval
@@ -162,9 +184,15 @@ class Agent:
         self.trigger.set()
 
     def stop(self) -> None:
-        """Planned stop: service routes withdrawn first; then no NOTIFICATION, kernel routes
-        stay, the ToR keeps the pod blocks as stale (graceful restart)."""
-        self._withdraw_services()
+        """Planned stop: service routes withdrawn first (acknowledged); then no NOTIFICATION,
+        kernel routes stay, the ToR keeps the pod blocks as stale (graceful restart). A
+        removed node (its tombstone published) first finishes leaving the fabric."""
+        with contextlib.suppress(Exception):
+            self._load()  # a tombstone published just now still counts
+            if self.removal is not None:
+                self.leaver.finish(self.reconcile_once, self.trigger)
+        if self.removal is None:
+            self._withdraw_services()
         self.session.close()
         self.log.info("speaker_stopped", kernel_routes="kept", bgp="graceful restart")
         with contextlib.suppress(Exception):
@@ -191,7 +219,9 @@ class Agent:
             load_error = self._load()
             if load_error:
                 errors.append(load_error)
-            if self.desired is not None:  # bad input: the last good state stays in force
+            if self.removal is not None:
+                errors += self._leave(self.removal)
+            elif self.desired is not None:  # bad input: the last good state stays in force
                 errors += self._reconcile(self.desired)
         except FlatrouteError as exc:
             errors.append(str(exc))
@@ -214,10 +244,22 @@ class Agent:
         try:
             new = load(self.opts)
         except InvalidInput as exc:
+            if self.removal is not None and not os.path.exists(self.opts.node_state_path):
+                return None  # the tombstone is gone too: its allocations were released
             self.report.seen_generation = None
             self.log.error("node_state_invalid", errors=[str(e) for e in exc.errors])
             return "invalid node state, nothing of it applied: " + "; ".join(
                 str(e) for e in exc.errors)
+        if isinstance(new, Removed):
+            if self.removal is None:
+                self.log.warning("node_removed", removed_at=new.at, reason=new.reason)
+            self.removal = new
+            self.report.seen_generation = tombstone.generation(new)
+            return None
+        if self.removal is not None:
+            self.log.info("node_back_in_fabric", generation=new.generation)
+            self.removal, self.static_done = None, ""
+            self.leaver.progress.reset()
         self.report.seen_generation = new.generation
         if new.state.srv6_enabled:
             try:
@@ -239,13 +281,16 @@ class Agent:
         return None
 
     def _reconcile(self, wanted: Desired) -> list[str]:
-        st, errors = self.discovery.resolve(
-            wanted.state, self._by_peer(), now=self.clock.monotonic(), wall=self.clock.time())
-        d = self.resolved = Desired(st, wanted.generation, wanted.md5, wanted.datapath) \
-            if st is not wanted.state else wanted
-        if self.static_done != d.generation:
+        st, errors = uplinks.resolve(wanted.state, self.kernel.addresses())
+        st, more = self.discovery.resolve(
+            st, self._by_peer(), now=self.clock.monotonic(), wall=self.clock.time())
+        errors += more
+        d = self.resolved = Desired(st, wanted.generation, wanted.md5, wanted.datapath)
+        # static settings (sysctls, files) again when the generation or an uplink changes
+        static_key = d.generation + repr([u.interface for u in st.uplinks])
+        if self.static_done != static_key:
             errors += node_settings.apply(self.kernel, st, d.datapath, self.opts.node_file_path)
-            self.static_done = d.generation if not errors else ""
+            self.static_done = static_key if not errors else ""
         self.sessions.configure({str(p.address): (p.name, d.md5 is not None) for p in st.peers},
                                 st.asn)
         try:
@@ -256,11 +301,33 @@ class Agent:
         except FlatrouteError as exc:
             errors.append(str(exc))
         errors += self._bfd(st)
-        self.sessions.never_connected(after=max(3.0, st.bgp.hold_time / 3))
+        errors += self.diagnose.explain(st, alive=self.session.alive(),
+                                        last_exit=self.session.last_exit,
+                                        now=self.clock.monotonic())
         errors += self._kernel(st, d.datapath)
         if not errors:
             self.report.applied_at = now_iso(self.clock.time())
             self.applied_generation = d.generation
+        return errors
+
+    def _leave(self, removed: Removed) -> list[str]:
+        """One step of leaving the fabric (speaker.leave): withdraw, notify, finish."""
+        errors, finished = self.leaver.step(self.resolved)
+        if finished:
+            errors += self._left(removed)
+        return errors
+
+    def _left(self, removed: Removed) -> list[str]:
+        """The sessions are ended: our routes, eBPF state and the CNI node file go."""
+        errors = self.bpf.remove()
+        if self.resolved is not None:
+            more, self.report.installed = kernel_routes.sync(
+                self.kernel, self.resolved.state, [], [], set(), self.log)
+            errors += more
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.opts.node_file_path)
+        self.applied_generation = tombstone.generation(removed)
+        self.report.applied_at = now_iso(self.clock.time())
         return errors
 
     # -- pieces --------------------------------------------------------------------------------
@@ -268,27 +335,14 @@ class Agent:
         return {s.peer: s for s in self.sessions.snapshot()}
 
     def _bfd(self, st: NodeState) -> list[str]:
-        if not st.bgp.bfd:
-            if self.bfdd.pid is not None:
-                self.bfdd.stop()
-            for p in st.peers:
-                self.sessions.set_bfd(str(p.address), None)
-            return []
-        if not self.bfdd.available():
-            return ["BFD is configured but FRR bfdd/vtysh are not installed"]
-        try:
-            self.bfdd.start(st)
-        except AdapterError as exc:
-            return [str(exc)]
-        for peer, state in self.bfdd.poll(str(p.address) for p in st.peers).items():
-            if self.sessions.set_bfd(peer, state):
-                self.log.info("bfd_state", peer=peer, state=state)
-        return [self.bfdd.error] if self.bfdd.error else []
+        return bfd.sync(self.bfdd, self.sessions, st, self.log)
 
     def _restart_cap(self, st: NodeState) -> float:
         return grace.restart_cap(st, self.opts.restart_hold)
 
     def _all_settled(self) -> bool:
+        if self.removal is not None:
+            return self.leaver.progress.done
         d = self.resolved
         if d is None:
             return True
@@ -336,27 +390,6 @@ class Agent:
             self.metrics.datapath.labels(node, name).set(1 if datapath == name else 0)
 
     # -- status ------------------------------------------------------------------------------
-    def _session_statuses(self, now: float) -> list[SessionStatus]:
-        sent: dict[str, int] = {}
-        for a in self.session.applied:
-            sent[a.peer] = sent.get(a.peer, 0) + 1
-        sessions = []
-        for s in sorted(self.sessions.snapshot(), key=lambda x: x.peer):
-            up = s.state == "established" and s.established_at is not None
-            n_sent = sent.get(s.peer, 0) if s.state == "established" else 0
-            sessions.append(SessionStatus(
-                s.peer, s.name, s.state, round(now - s.established_at, 1)
-                if up and s.established_at else None, s.last_error, n_sent, len(s.received),
-                s.bfd, s.flaps))
-            labels = (self.opts.node, s.peer, s.name)
-            self.metrics.session_up.labels(*labels).set(1 if s.state == "established" else 0)
-            self.metrics.prefixes_sent.labels(*labels).set(n_sent)
-            self.metrics.prefixes_received.labels(*labels).set(len(s.received))
-            self.metrics.session_flaps.labels(*labels).set(s.flaps)
-            if s.bfd is not None:
-                self.metrics.bfd_up.labels(*labels).set(1 if s.bfd == "up" else 0)
-        return sessions
-
     def _missing(self) -> tuple[str, ...]:
         """Kernel features missing that the applied node state needs (the whole probe is in
         `capabilities`): a fabric without SRv6 is never told it lacks VRF."""
@@ -366,7 +399,8 @@ class Agent:
 
     def status(self) -> SpeakerStatus:
         now = self.clock.time()
-        sessions = self._session_statuses(now)
+        sessions = report.session_statuses(self.sessions.snapshot(), self.session.applied,
+                                           now, self.metrics, self.opts.node)
         self.metrics.exabgp_starts.labels(self.opts.node).set(self.session.starts)
         announced = tuple(sorted({a.prefix for a in self.session.applied}))
         svc = services.report(self.resolved.state, self.session.applied) \
@@ -389,6 +423,7 @@ class Agent:
             exabgp={"running": self.session.alive(), "starts": self.session.starts,
                     "lastExit": self.session.last_exit},
             datapath=self.datapath, capabilities=caps, bpf=self.bpf.report, services=svc,
+            removed=farewell.status_doc(self.removal, self.leaver.progress),
         )
 
     def write_status(self) -> None:

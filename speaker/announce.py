@@ -112,5 +112,10 @@ def validate(state: NodeState, source: str) -> None:
         if not (a.isdigit() and b.isdigit() and int(a) < 65536 and int(b) < 65536):
             errors.append(field_error(source, f"spec.bgp.communities[{i}]",
                                       "must be ASN:VALUE (16-bit each)", c))
+    if len(state.announce) > state.bgp.max_prefixes:
+        # the ToRs tear a session down past their maximum-prefix: refuse rather than flap
+        errors.append(field_error(source, "spec.bgp.maxPrefixes",
+                                  f"the node would announce {len(state.announce)} prefixes, "
+                                  "more than its ToRs accept", state.bgp.max_prefixes))
     if errors:
         raise InvalidInput(errors)

@@ -14,7 +14,7 @@ from ipaddress import IPv6Network
 from typing import Any, Protocol
 
 from flatroute.errors import AdapterError
-from flatroute.fabric.naming import ifname, is_pod_veth
+from flatroute.fabric.naming import is_pod_veth
 from flatroute.nodestate import NodeState
 from speaker import srv6_bpf
 from speaker.bpf.maps import EncapEntry, LocatorEntry, SidEntry
@@ -76,7 +76,7 @@ class BpfSync:
                 self.adapter = self.factory(self.pin_dir)
             dp = self.adapter
             dp.load()
-            uplinks = [ifname(u.tor) for u in st.uplinks]
+            uplinks = [st.uplink_device(u.tor) for u in st.uplinks]
             present = self.links()
             pods = [n for n in present if is_pod_veth(n)]
             loc = st.locator if isinstance(st.locator, IPv6Network) else None

@@ -16,15 +16,23 @@ DEFAULTS = {"config_dir": "/etc/flatroute", "run_dir": "/run/flatroute",
             "state_dir": "/var/lib/flatroute"}
 
 
+def _absolute(path: str) -> str:
+    """Paths become absolute at the edge: ExaBGP runs in the run dir, and a relative path
+    handed to it (its configuration, its env file) would name another file there."""
+    return os.path.abspath(path)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--node", required=True, help="this node's name")
-    p.add_argument("--state-dir", default=DEFAULTS["state_dir"],
+    node = os.environ.get("NODE_NAME")
+    p.add_argument("--node", required=node is None, default=node,
+                   help="this node's name (default: $NODE_NAME)")
+    p.add_argument("--state-dir", type=_absolute, default=DEFAULTS["state_dir"],
                    help="holds nodes/NODE.json (input) and status/NODE.json (output) "
                    "(default: %(default)s)")
-    p.add_argument("--run-dir", default=DEFAULTS["run_dir"],
+    p.add_argument("--run-dir", type=_absolute, default=DEFAULTS["run_dir"],
                    help="ExaBGP config/env/pid/log, API socket, drain flag, pid file "
                    "(default: %(default)s)")
-    p.add_argument("--status-file", help="status document path "
+    p.add_argument("--status-file", type=_absolute, help="status document path "
                    "(default: STATE_DIR/status/NODE.json)")
 
 
@@ -34,19 +42,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     run = ssub.add_parser("run", help="run the speaker in the current network namespace")
     _common(run)
-    run.add_argument("--config-dir", default=DEFAULTS["config_dir"],
+    run.add_argument("--config-dir", type=_absolute, default=DEFAULTS["config_dir"],
                      help="base for relative secret paths such as bgp.md5.file "
                      "(default: %(default)s)")
-    run.add_argument("--node-state", metavar="FILE",
+    run.add_argument("--node-state", type=_absolute, metavar="FILE",
                      help="read the node state from FILE instead of STATE_DIR/nodes/NODE.json")
-    run.add_argument("--node-file", help="node file for the CNI plugin "
+    run.add_argument("--node-file", type=_absolute, help="node file for the CNI plugin "
                      "(default: RUN_DIR/node.json)")
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     run.add_argument("--metrics-listen", metavar="ADDR", default="",
                      help="address for the metrics endpoint (default: all)")
     run.add_argument("--interval", type=float, default=5.0,
                      help="seconds between full reconcile passes (default: %(default)s)")
-    run.add_argument("--bpf-dir", default="/sys/fs/bpf/flatroute",
+    run.add_argument("--bpf-dir", type=_absolute, default="/sys/fs/bpf/flatroute",
                      help="where the eBPF SRv6 datapath pins its programs and maps; must be "
                      "inside a mounted bpffs (default: %(default)s)")
     run.add_argument("--log-format", choices=("json", "console"), default="json")
@@ -56,9 +64,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     kube_arguments(run)
     run.set_defaults(func=cmd_run)
 
-    st = ssub.add_parser("status", help="show sessions, routes and errors of a speaker")
+    st = ssub.add_parser("status", help="show sessions, routes and errors of a speaker; exits "
+                         "0 healthy, 1 no readable status, 3 not running, 4 degraded, 5 down "
+                         "(docs/speaker.md)")
     _common(st)
     st.add_argument("--json", action="store_true", help="the status document as JSON")
+    st.add_argument("--probe", choices=("live", "ready"),
+                    help="for a Kubernetes probe: print one line; `live` fails only when the "
+                    "speaker is not running, `ready` also when BGP is down (exit 0 or the "
+                    "status's code)")
     st.set_defaults(func=cmd_status)
 
     pr = ssub.add_parser("probe", help="what this kernel can do for SRv6 (kernel seg6, VRF, "
@@ -129,13 +143,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         st = status.read(_status_path(args))
     except status.StatusError as exc:
         raise AdapterError(str(exc)) from exc
+    h = status.health(st)
+    if args.probe:
+        sys.stdout.write(h.words + "\n")
+        passed = h.code in ((status.HEALTHY, status.DEGRADED, status.DOWN)
+                            if args.probe == "live" else (status.HEALTHY, status.DEGRADED))
+        return 0 if passed else h.code
     if args.json:
         sys.stdout.write(st.to_json())
     else:
-        sys.stdout.write(status.render_text(st))
-    if st.is_stale():
-        return 3
-    return 0 if st.last_error is None else 1
+        sys.stdout.write(status.render_text(st) + f"health: {h.words}\n")
+    return h.code
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

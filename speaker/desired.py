@@ -2,6 +2,7 @@
 
 `load()` is all or nothing: a node state that does not parse, is for another node, fails the
 speaker's checks or names an unreadable MD5 file raises InvalidInput, and nothing of it is used.
+A missing one too: only a tombstone (`flatroute.tombstone`) says the node was removed.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import json
 import os
 from dataclasses import dataclass
 
-from flatroute import nodestate
+from flatroute import nodestate, tombstone
 from flatroute.errors import InvalidInput, field_error
 from flatroute.nodestate import NodeState
+from flatroute.tombstone import Removed
 from speaker import announce
 
 DEFAULT_CONFIG_DIR = "/etc/flatroute"
@@ -62,13 +64,14 @@ class Options:
 
 
 def read_md5(state: NodeState, config_dir: str, source: str) -> str | None:
-    if state.bgp.md5_file is None:
-        if state.bgp.md5_kubernetes is not None:
+    ref = state.bgp.md5
+    if ref is None or not ref.file:
+        if ref is not None:
             raise InvalidInput([field_error(source, "spec.bgp.md5.kubernetesSecret",
                                             "Kubernetes secrets need Kubernetes mode; "
                                             "static mode takes bgp.md5.file")])
         return None
-    path = os.path.join(config_dir, state.bgp.md5_file)  # absolute paths stay as they are
+    path = os.path.join(config_dir, ref.file)  # absolute paths stay as they are
     try:
         with open(path, encoding="utf-8") as fh:
             return fh.read().strip()
@@ -87,8 +90,10 @@ class Desired:
     datapath: str | None = None
 
 
-def load(opts: Options) -> Desired:
-    """Read and validate the node state (and its MD5 secret): all or nothing."""
+def load(opts: Options) -> Desired | Removed:
+    """Read and validate the node state (and its MD5 secret): all or nothing. A tombstone
+    (the node was removed from the fabric) is returned as `Removed`; a missing document is
+    InvalidInput (not published yet, or lost: never a removal)."""
     path = opts.node_state_path
     try:
         with open(path, encoding="utf-8") as fh:
@@ -98,10 +103,12 @@ def load(opts: Options) -> Desired:
                                         "published it?)")]) from exc
     except OSError as exc:
         raise InvalidInput([field_error(path, "", f"cannot read: {exc.strerror}")]) from exc
-    state = nodestate.from_json(text, path)
+    state = tombstone.from_json(text, path)
     if state.node != opts.node:
         raise InvalidInput([field_error(path, "spec.node", f"is for another node, not "
                                         f"{opts.node}", state.node)])
+    if isinstance(state, Removed):
+        return state
     announce.validate(state, path)
     try:
         gen = str(json.loads(text).get("generation") or "")

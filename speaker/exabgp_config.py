@@ -110,7 +110,10 @@ def render_config(state: NodeState, process_cmd: Sequence[str], *,
     for peer in state.peers:
         key = peer_key(peer)
         caps = [f"graceful-restart {state.bgp.graceful_restart};"
-                if state.bgp.graceful_restart else "graceful-restart disable;"]
+                if state.bgp.graceful_restart else "graceful-restart disable;",
+                # a ToR may ask for our routes again (`clear bgp ... soft in`): ExaBGP
+                # answers from its adj-rib-out, which this turns on
+                "route-refresh enable;"]
         if is_rfc8950(peer):
             caps.append("nexthop enable;")
         out += [

@@ -43,6 +43,31 @@ def exabgp_command() -> list[str]:
     return [sys.executable, "-m", "exabgp"]
 
 
+def exit_reason(log_path: str, start: int = 0, *, limit: int = 300) -> str | None:
+    """ExaBGP's own words for why it stopped: its last `error:` line since `start` in its
+    output, else its last lines (timestamps and pids taken off), as one line."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(start, os.path.getsize(log_path) - 64 * 1024))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = [_words(x) for x in text.splitlines()]
+    lines = [x for x in lines if x]
+    errors = [x for x in lines if x.startswith("error:")]
+    if errors:
+        return errors[-1][len("error:"):].strip()[:limit]
+    return " / ".join(lines[-3:])[:limit] or None
+
+
+def _words(line: str) -> str:
+    """`04:27:00 8158   configuration   invalid keyword "bogus"` -> `invalid keyword "bogus"`"""
+    parts = line.split(None, 3)
+    if len(parts) >= 3 and parts[0].count(":") == 2 and parts[1].isdigit():
+        return parts[3].strip() if len(parts) == 4 else ""
+    return line.strip()
+
+
 def _die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -89,6 +114,7 @@ class ExaBGP:
         self._next_start = 0.0
         self._backoff = 1.0
         self.last_exit: str | None = None
+        self._log_from = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, config: str, env: str) -> None:
@@ -99,6 +125,7 @@ class ExaBGP:
         self._listen()
         self.connected.clear()
         logf = open(self.paths.log + ".out", "ab")  # noqa: SIM115 - owned by the child
+        self._log_from = logf.tell()  # where this run's own words start
         env_vars = dict(os.environ)
         env_vars["exabgp_api_ack"] = "true"
         try:
@@ -125,7 +152,9 @@ class ExaBGP:
                 self._backoff = 1.0  # it has been healthy for a minute
             return False
         if self.proc is not None and self.last_exit is None:
-            self.last_exit = f"ExaBGP exited with status {self.proc.returncode}"
+            why = exit_reason(self.paths.log + ".out", self._log_from)
+            self.last_exit = f"ExaBGP exited with status {self.proc.returncode}" + (
+                f": {why}" if why else "")
             if self.log:
                 self.log.warning("exabgp_exited", status=self.proc.returncode,
                                  retry_in=self._backoff)
@@ -158,6 +187,7 @@ class ExaBGP:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+            self.proc = None  # killed on purpose: no crash to report, no backoff to serve
         self._fail_waiters()
         with contextlib.suppress(OSError):
             os.unlink(self.paths.pid)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from flatroute.fabric.naming import ifname
 from flatroute.nodestate import NodeState
 from speaker.sessions import Session
 
@@ -60,5 +59,5 @@ class RestartHold:
                     (s.eor and up_for > SETTLE_AFTER_EOR) or up_for > SETTLE_WITHOUT_EOR):
                 self.settled.add(key)
             if key not in self.settled and not expired and (s is None or s.bfd != "down"):
-                held.add(ifname(p.name))
+                held.add(st.uplink_device(p.name))
         return held

@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from flatroute.fabric.naming import ifname
 from flatroute.nodestate import NodeState
 from speaker import reconcile
 from speaker.netlink import Features, KernelAdapter
-from speaker.routes import Route, sorted_nexthops
+from speaker.routes import UNREACHABLE, Route, sorted_nexthops
 from speaker.sessions import Session
 
 
@@ -18,7 +17,7 @@ def srv6_plan(kernel: KernelAdapter, st: NodeState, feats: Features, datapath: s
               ) -> tuple[list[Route], list[reconcile.Skipped]]:
     """One route model for both datapaths; the eBPF programs look up in the main table
     themselves, so End.DT4/DT46 need no VRF there, and encapsulation no uplink device."""
-    encap_dev = next((ifname(u.tor) for u in st.uplinks if kernel.link_up(ifname(u.tor))),
+    encap_dev = next((d for u in st.uplinks if kernel.link_up(d := st.uplink_device(u.tor))),
                      None)
     on_bpf = datapath == "bpf"
     return reconcile.srv6_routes(
@@ -30,7 +29,8 @@ def counts(routes: Iterable[Route]) -> dict[str, int]:
     rs = list(routes)
     return {"routes": sum(r.kind == "learned" for r in rs),
             "encap": sum(r.kind == "encap" for r in rs),
-            "sids": sum(r.kind == "sid" for r in rs)}
+            "sids": sum(r.kind == "sid" for r in rs),
+            "unreachable": sum(r.kind == UNREACHABLE for r in rs)}
 
 
 def sync(kernel: KernelAdapter, st: NodeState, sessions: list[Session], srv6: list[Route],
@@ -43,13 +43,21 @@ def sync(kernel: KernelAdapter, st: NodeState, sessions: list[Session], srv6: li
         learned = reconcile.hold_learned(
             learned, [_only_devices(r, held) for r in actual if r.kind == "learned"])
         learned = [r for r in learned if r.nexthops]
-    ops = reconcile.diff([*learned, *srv6], actual)
+    ops = reconcile.diff([*learned, *srv6, *reconcile.own_blocks(st)], actual)
     if not ops:
         return errors, counts(actual)
     res = kernel.apply(ops)
     log.info("kernel_changed", ops=len(ops), applied=res.applied, failed=len(res.failures))
-    errors += [f"route {r.dst}: {why}" for r, why in res.failures]
+    errors += [f"route {r.dst}: {_named(r, why)}" for r, why in res.failures]
     return errors, counts(reconcile.speaker_owned(kernel.list_owned()))
+
+
+def _named(r: Route, why: str) -> str:
+    """A missing interface says which one was looked for."""
+    devs = sorted({n.ifname for n in r.nexthops if n.ifname})
+    if why == "interface not found" and devs:
+        return f"interface {', '.join(devs)} not found in this network namespace"
+    return why
 
 
 def _only_devices(r: Route, devices: set[str]) -> Route:

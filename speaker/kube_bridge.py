@@ -14,9 +14,11 @@ import os
 import threading
 from collections.abc import Callable
 
-from flatroute import nodestate, speaker_status
+from flatroute import nodestate, speaker_status, tombstone
 from flatroute.files import write_atomic
 from flatroute.logging import get_logger
+from flatroute.nodestate import NodeState
+from flatroute.tombstone import Removed
 from kube.objects import NodeStatus, SessionStatus
 from speaker.kube_source import Desired, open_source, run
 
@@ -43,13 +45,17 @@ class Bridge:
         """Hand the desired state to the agent; report what the agent last reported."""
         error = desired.error
         wanted: str | None = None
-        if desired.state is not None:
+        text = ""
+        if isinstance(desired.state, Removed):  # the node's tombstone: the agent withdraws
+            text = tombstone.to_json(desired.state)
+            wanted = tombstone.generation(desired.state)
+        elif desired.state is not None:
             text = nodestate.to_json(desired.state)
             wanted = nodestate.spec_hash(nodestate.spec_doc(desired.state))
-            if write_atomic(self.state_file, text):
-                self.log.info("node_state_received", generation=wanted)
-                if self.on_change is not None:
-                    self.on_change()
+        if wanted is not None and write_atomic(self.state_file, text):
+            self.log.info("node_state_received", generation=wanted)
+            if self.on_change is not None:
+                self.on_change()
         try:
             st = speaker_status.read(self.status_file)
         except speaker_status.StatusError as exc:
@@ -66,7 +72,7 @@ class Bridge:
             announced=st.announced, learned_routes=st.installed.get("routes", 0),
             encap_routes=st.installed.get("encap", 0),
             sids=tuple(str(s.sid) for s in desired.state.local_sids)
-            if applied and desired.state else (),
+            if applied and isinstance(desired.state, NodeState) else (),
             # the resource lists feature names ("vrf"); the speaker's sentence says why
             missing_features=tuple(f.split(":", 1)[0].strip()[:64]
                                    for f in st.missing_kernel_features),

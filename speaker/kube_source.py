@@ -25,6 +25,7 @@ from typing import Any
 from flatroute.errors import InvalidInput
 from flatroute.logging import get_logger
 from flatroute.nodestate import NodeState
+from flatroute.tombstone import Removed
 from kube.api import KubeApi, KubeError, connect
 from kube.objects import (
     NODESTATES,
@@ -41,7 +42,8 @@ from kube.reflector import Backoff, Reflector
 class Desired:
     """What the NodeState asks for right now."""
 
-    state: NodeState | None  # None: no NodeState (yet), or its spec is invalid
+    #: None: no NodeState (yet), or its spec is invalid; Removed: the node's tombstone
+    state: NodeState | Removed | None
     generation: int | None = None
     spec_hash: str | None = None
     error: str | None = None  # the spec's validation errors, for status

@@ -23,7 +23,7 @@ import subprocess
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv6Address
+from ipaddress import IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any, Protocol
 
 from flatroute import ROUTE_PROTOCOL
@@ -67,6 +67,7 @@ class KernelAdapter(Protocol):
     def tunsrc(self) -> IPv6Address | None: ...
     def set_tunsrc(self, addr: IPv6Address) -> None: ...
     def link_local(self, name: str) -> IPv6Address | None: ...
+    def addresses(self) -> dict[str, list[IPv4Interface | IPv6Interface]]: ...
 
 
 #: IFA_F_TENTATIVE | IFA_F_DADFAILED: an address the kernel will not send from
@@ -223,6 +224,14 @@ class Kernel:
             addr = IPv6Address(words[words.index("addr") + 1])
             return None if addr == IPv6Address("::") else addr
         return None
+
+    def addresses(self) -> dict[str, list[IPv4Interface | IPv6Interface]]:
+        """Every interface of this namespace and its addresses (uplinks are found by them)."""
+        with self._lock:
+            try:
+                return self._rtnl.addresses()
+            except OSError as exc:
+                raise AdapterError(f"cannot list interface addresses: {exc}") from exc
 
     def link_local(self, name: str) -> IPv6Address | None:
         """The interface's usable IPv6 link-local address (not tentative, not failed DAD)."""

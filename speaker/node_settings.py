@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from flatroute import ROUTE_PROTOCOL
 from flatroute.errors import AdapterError
-from flatroute.fabric.naming import ifname
 from flatroute.files import write_atomic
 from flatroute.nodefile import NodeFile
 from flatroute.nodestate import NodeState
@@ -37,7 +36,7 @@ def sysctls(st: NodeState, datapath: str | None,
     settings = list(BASE_SYSCTLS)
     if kernel_srv6:
         settings += KERNEL_SRV6_SYSCTLS
-    for dev in (ifname(u.tor) for u in st.uplinks):
+    for dev in (st.uplink_device(u.tor) for u in st.uplinks):
         if not has_conf(dev):
             continue  # reported elsewhere as a missing uplink
         settings.append((f"net.ipv4.conf.{dev}.rp_filter", "0"))

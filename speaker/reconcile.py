@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_network
 
-from flatroute.fabric.naming import ifname, is_pod_veth
+from flatroute.fabric.naming import is_pod_veth
 from flatroute.nodestate import NodeState
 from flatroute.plan.model import Behavior
-from speaker.routes import Nexthop, Route, Seg6Encap, Seg6Local, sorted_nexthops
+from speaker.routes import UNREACHABLE, Nexthop, Route, Seg6Encap, Seg6Local, sorted_nexthops
 from speaker.rtnl import Op
 from speaker.sessions import Session
 
@@ -43,14 +43,18 @@ class Skipped:
 
 
 def learned_routes(state: NodeState, sessions: Iterable[Session]) -> list[Route]:
-    """Routes learned from the ToRs, ECMP across every usable session that sent them."""
+    """Routes learned from the ToRs, ECMP across every usable session that sent them (never
+    one of the node's own blocks: those are unreachable here, `own_blocks`)."""
     tor_of = {str(p.address): p.name for p in state.peers}
+    own = {str(b) for b in (*state.ipv4_blocks, *state.ipv6_blocks)}
     paths: dict[str, set[Nexthop]] = {}
     for s in sessions:
         if not s.usable:
             continue
-        dev = ifname(tor_of.get(s.peer, s.name))
+        dev = state.uplink_device(tor_of.get(s.peer, s.name))
         for prefix, nh in s.received.items():
+            if prefix in own:
+                continue
             paths.setdefault(prefix, set()).add(Nexthop(nh, dev))
     out = []
     for prefix, nhs in sorted(paths.items()):
@@ -58,6 +62,18 @@ def learned_routes(state: NodeState, sessions: Iterable[Session]) -> list[Route]
         out.append(Route(net, sorted_nexthops(nhs), None, metric=metric(net.version),
                          kind="learned"))
     return out
+
+
+def own_blocks(state: NodeState) -> list[Route]:
+    """An unreachable route of ours for each of the node's pod blocks.
+
+    The ToRs send the whole block here; without a route for it, a packet to an address no pod
+    holds follows the node's default back to a ToR, which sends it here again, until its TTL
+    runs out. The unreachable route answers it with ICMP unreachable at once. The CNI plugin's
+    host routes (/32, /128, its own protocol) are longer, so they win for every live pod.
+    """
+    return [Route(b, (), None, metric=metric(b.version), kind=UNREACHABLE)
+            for b in (*state.ipv4_blocks, *state.ipv6_blocks)]
 
 
 def srv6_routes(state: NodeState, *, vrf: bool, encap_device: str | None

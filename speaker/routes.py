@@ -13,6 +13,8 @@ Address = IPv4Address | IPv6Address
 Prefix = IPv4Network | IPv6Network
 
 MAIN_TABLE = 254
+#: the kind of an unreachable route (the node's own pod blocks: see reconcile.own_blocks)
+UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +59,21 @@ class Route:
     encap: Seg6Encap | Seg6Local | None = None
     table: int = MAIN_TABLE
     metric: int = 0
-    kind: str = "learned"  # learned | encap | sid | bulk (for status and ownership of the diff)
+    #: learned | encap | sid | bulk | unreachable (for status and ownership of the diff); an
+    #: unreachable route (RTN_UNREACHABLE: the kernel answers ICMP unreachable) has no path
+    kind: str = "learned"
 
     @property
     def key(self) -> tuple[int, str, int, int]:
         return (self.dst.version, str(self.dst), self.table, self.metric)
 
     def same_as(self, other: Route) -> bool:
-        """Equal as the kernel would report it (the kind is ours only, the kernel forgets it)."""
+        """Equal as the kernel would report it (the kind is ours only, the kernel forgets it;
+        but it keeps a route's type: unreachable or not)."""
+        unreachable = self.kind == UNREACHABLE
+        if unreachable or other.kind == UNREACHABLE:
+            return (unreachable == (other.kind == UNREACHABLE) and self.dst == other.dst
+                    and self.table == other.table and self.metric == other.metric)
         return (self.dst == other.dst and self.table == other.table
                 and self.metric == other.metric and self.encap == other.encap
                 and _nh_gateways(self.nexthops) == _nh_gateways(other.nexthops)
@@ -90,6 +99,8 @@ def _nh_devs(r: Route) -> tuple[str, ...]:
 
 
 def route_kind(r: Route) -> str:
+    if r.kind == UNREACHABLE:
+        return UNREACHABLE
     if isinstance(r.encap, Seg6Local):
         return "sid"
     if isinstance(r.encap, Seg6Encap):

@@ -25,11 +25,20 @@ import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv6Address,
+    IPv6Interface,
+    ip_address,
+    ip_interface,
+    ip_network,
+)
 
 import rtnetlink as rt
 from speaker.routes import (
     MAIN_TABLE,
+    UNREACHABLE,
     Nexthop,
     Route,
     Seg6Encap,
@@ -102,6 +111,8 @@ def route_request(op: Op, ifindex: dict[str, int], protocol: int) -> tuple[int, 
         # Like iproute2: scope "nowhere" and no type match any route at the key; the protocol
         # is still checked by the kernel, so a foreign route at the same key is never deleted.
         scope, rtype = rt.RT_SCOPE_NOWHERE, 0
+    elif r.kind == UNREACHABLE:
+        scope, rtype = rt.RT_SCOPE_UNIVERSE, rt.RTN_UNREACHABLE
     else:
         has_gw = any(nh.gateway for nh in r.nexthops)
         scope, rtype = (rt.RT_SCOPE_UNIVERSE if has_gw else rt.RT_SCOPE_LINK), rt.RTN_UNICAST
@@ -109,7 +120,7 @@ def route_request(op: Op, ifindex: dict[str, int], protocol: int) -> tuple[int, 
              rt.attr(rt.RTA_DST, r.dst.network_address.packed), rt.table_attr(r.table)]
     if r.metric:
         parts.append(rt.attr_u32(rt.RTA_PRIORITY, r.metric))
-    if not delete:
+    if not delete and r.kind != UNREACHABLE:
         parts += _nexthop_attrs(r, ifindex)
         if isinstance(r.encap, Seg6Encap):
             parts.append(pack_seg6(r.encap))
@@ -173,7 +184,7 @@ def _nexthops(a: dict[int, bytes], ifname: dict[int, str]) -> list[Nexthop]:
 
 def parse_route(data: bytes, offset: int, end: int, ifname: dict[int, str]) -> tuple[Route, int]:
     """Parse one RTM_NEWROUTE body at offset; returns the route and its protocol number."""
-    fam, dst_len, _src_len, _tos, table, proto, _scope, _rtype, _flags = \
+    fam, dst_len, _src_len, _tos, table, proto, _scope, rtype, _flags = \
         rt.RTMSG.unpack_from(data, offset)
     version = 4 if fam == socket.AF_INET else 6
     a = rt.parse_attrs(data, offset + rt.RTMSG.size, end)
@@ -185,6 +196,9 @@ def parse_route(data: bytes, offset: int, end: int, ifname: dict[int, str]) -> t
         encap = parse_seg6local(a.get(rt.RTA_ENCAP, b""))
     dst_raw = a.get(rt.RTA_DST, b"\0" * (4 if version == 4 else 16))
     dst = ip_network(f"{_addr(version, dst_raw)}/{dst_len}")
+    if rtype == rt.RTN_UNREACHABLE:  # the kernel shows it via lo: it has no path of ours
+        return Route(dst, (), None, rt.u32(a.get(rt.RTA_TABLE), table),
+                     rt.u32(a.get(rt.RTA_PRIORITY)), UNREACHABLE), proto
     route = Route(dst, sorted_nexthops(_nexthops(a, ifname)), encap,
                   rt.u32(a.get(rt.RTA_TABLE), table), rt.u32(a.get(rt.RTA_PRIORITY)))
     return Route(route.dst, route.nexthops, route.encap, route.table, route.metric,
@@ -260,6 +274,23 @@ class Rtnl:
             if err and not (op.action == "delete" and err == errno.ESRCH):
                 failures.append((op.route, err))
         return failures
+
+    def addresses(self) -> dict[str, list[IPv4Interface | IPv6Interface]]:
+        """Every interface (with or without addresses) and its IPv4 and IPv6 addresses."""
+        names = link_names()
+        out: dict[str, list[IPv4Interface | IPv6Interface]] = {n: [] for n in names.values()}
+        for body in self.rt.dump(rt.RTM_GETADDR, rt.ifaddrmsg(socket.AF_UNSPEC, 0, 0),
+                                 "list addresses"):
+            fam, plen, _flags, _scope, index = rt.IFADDRMSG.unpack_from(body)
+            if fam not in (socket.AF_INET, socket.AF_INET6) or index not in names:
+                continue
+            a = rt.parse_attrs(body, rt.IFADDRMSG.size, len(body))
+            raw = a.get(rt.IFA_LOCAL) or a.get(rt.IFA_ADDRESS)
+            if raw:
+                version = 4 if fam == socket.AF_INET else 6
+                iface = ip_interface(f"{_addr(version, raw)}/{plen}")
+                out[names[index]].append(iface)
+        return out
 
     def dump(self, *, all_protocols: bool = False) -> list[Route]:
         """Our routes (or every route), IPv4 and IPv6, from every table."""

@@ -65,6 +65,35 @@ class ExaBGPSession:
         """Planned stop: SIGKILL, no NOTIFICATION; the ToRs keep our routes as stale."""
         self.process.close()
 
+    def teardown(self, peers: list[str], subcode: int) -> None:
+        """Send each peer a Cease NOTIFICATION with `subcode` (ExaBGP sends one only when the
+        session did not negotiate graceful restart); raises AdapterError."""
+        results = self.process.send([f"neighbor {p} teardown {subcode}" for p in peers])
+        refused = [p for p, ok in zip(peers, results, strict=True) if not ok]
+        self.log.info("bgp_teardown_sent", peers=peers, subcode=subcode, refused=refused)
+        if refused:
+            raise AdapterError("ExaBGP refused the teardown of " + ", ".join(refused))
+
+    def leave(self, state: NodeState, *, md5: str | None = None) -> None:
+        """The node left the fabric: withdraw everything through the API (when connected),
+        then restart ExaBGP with `state` (graceful restart off) and nothing to announce. A
+        reload is not enough: ExaBGP 5 keeps a reset neighbour's old capabilities when its
+        session loop consumes the reload first, and a session that negotiated graceful
+        restart is always closed without a NOTIFICATION."""
+        if self.process.alive() and self.connected():
+            self._send(frozenset())
+        if self.process.alive():
+            self.process.kill()
+        self.session_config = None
+        self.set(state, frozenset(), md5=md5)
+
+    def stop(self) -> None:
+        """Stop ExaBGP for good (the node left the fabric) and forget what it was given: if
+        the node comes back, ExaBGP starts afresh from its configuration."""
+        if self.process.alive():
+            self.process.kill()
+        self.session_config, self.running_peers, self.applied = None, set(), frozenset()
+
     # -- the one verb --------------------------------------------------------------------------
     def set(self, state: NodeState, want: frozenset[Announcement], *,
             md5: str | None = None) -> None:

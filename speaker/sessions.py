@@ -7,6 +7,7 @@ into plain words for people: a session that never even got a TCP connection whil
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,23 +36,59 @@ def notification_words(code: int, subcode: int) -> str:
     return words or f"notification {code}/{subcode}"
 
 
+#: ExaBGP 5's down reasons: `notification received (6,2)`, `notification sent (4,0)`
+_NOTIFICATION = re.compile(r"notification (received|sent)\s*\((\d+)\s*,\s*(\d+)\)")
+PEER_CLOSED = "the peer closed the TCP connection (its BGP process stopped or reset the session)"
+HOLD_EXPIRED = "hold timer expired: the peer stopped answering"
+REFUSED = "connection refused: nothing listens on the peer's BGP port (is BGP running there?)"
+
+
 def reason_words(reason: str, *, md5: bool, ever_connected: bool) -> str:
-    """ExaBGP's down reason, in plain words."""
+    """ExaBGP's down reason, in plain words (ExaBGP 5 says `closing connection` for every
+    TCP failure, and gives a NOTIFICATION as `notification received (code,subcode)`)."""
     low = reason.lower()
     if not ever_connected and md5:
         return "MD5 mismatch or peer unreachable"
+    m = _NOTIFICATION.search(low)
+    if m:
+        code, sub = int(m.group(2)), int(m.group(3))
+        if m.group(1) == "sent" and code == 4:
+            return HOLD_EXPIRED
+        who = "from the peer" if m.group(1) == "received" else "sent to the peer"
+        return f"NOTIFICATION {who}: {notification_words(code, sub)} (code {code}, subcode {sub})"
     if "hold" in low and "expire" in low:
-        return "hold timer expired: the peer stopped answering"
-    if "connection reset" in low or "closed" in low or "broken pipe" in low:
-        return "the peer closed the TCP connection"
+        return HOLD_EXPIRED
     if "refused" in low:
-        return "connection refused by the peer (is BGP running there and configured for us?)"
-    if "notification" in low:
-        return f"NOTIFICATION: {reason}"
-    return reason or "session went down"
+        return REFUSED
+    if low in ("closing connection", "peer reset") or "connection reset" in low \
+            or "closed" in low or "broken" in low or "lost" in low:
+        return PEER_CLOSED
+    if "connection received before" in low:
+        return "connection collision: the peer connected while we were connecting"
+    if "timeout" in low:
+        return "the peer stopped answering (TCP timeout)"
+    if "process problem" in low:
+        return "ExaBGP lost its API process"
+    return f"session went down ({reason})" if reason else "session went down"
+
+
+def unreached_words(probe: str | None, *, md5: bool) -> str:
+    """A session that never got a TCP connection, with what a connect to the peer found."""
+    if probe == "refused":
+        return REFUSED
+    if probe == "unreachable":
+        return "peer unreachable: no route to it"
+    if md5 and probe == "open":
+        return ("MD5 mismatch: the peer accepts a TCP connection without MD5 from us (its "
+                "password is not set, or it ignores ours)")
+    if md5:
+        return "MD5 mismatch or peer unreachable"
+    return "peer unreachable: no TCP connection"
 
 
 BFD_DOWN = "BFD down: the peer stopped answering (sub-second detection)"
+#: the BFD state of a session whose ToR does not run BFD: BGP alone decides
+BFD_OFF = "off"
 
 
 @dataclass(slots=True)
@@ -67,7 +104,7 @@ class Session:
     #: prefix -> next hop address, as learned from this peer
     received: dict[str, str] = field(default_factory=dict)
     eor: set[str] = field(default_factory=set)
-    bfd: str | None = None  # up | down | None (no BFD)
+    bfd: str | None = None  # up | down | off (no BFD for this peer) | None (not known yet)
     flaps: int = 0
 
     @property
@@ -165,14 +202,30 @@ class Sessions:
             return True
         return False
 
-    def never_connected(self, after: float) -> None:
-        """Sessions that never got a TCP connection for `after` seconds get a plain error."""
+    def unconnected(self, after: float) -> list[str]:
+        """Peers whose session never got a TCP connection for `after` seconds."""
         now = self._now()
         with self._lock:
+            return [s.peer for s in self._by_peer.values() if s.state != "established"
+                    and not s.ever_connected and now - s.since > after]
+
+    def never_connected(self, after: float,
+                        probes: dict[str, str | None] | None = None) -> None:
+        """Sessions that never got a TCP connection for `after` seconds get a plain error;
+        `probes`: what a connect to each peer's BGP port found (speaker.tcpprobe)."""
+        found = probes or {}
+        with self._lock:
+            unconnected = [s for s in self._by_peer.values() if s.state != "established"
+                           and not s.ever_connected and self._now() - s.since > after]
+            for s in unconnected:
+                s.last_error = unreached_words(found.get(s.peer), md5=s.md5)
+
+    def no_speaker(self, why: str) -> None:
+        """ExaBGP is not running: no session can be up, and none is to blame for it."""
+        with self._lock:
             for s in self._by_peer.values():
-                if s.state != "established" and not s.ever_connected and now - s.since > after:
-                    s.last_error = ("MD5 mismatch or peer unreachable" if s.md5
-                                    else "peer unreachable: no TCP connection")
+                if s.state != "established":
+                    s.last_error = why
 
     def set_bfd(self, peer: str, state: str | None) -> bool:
         with self._lock:

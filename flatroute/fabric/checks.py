@@ -195,12 +195,16 @@ def _check_uplinks(r: Reader, p: str, node: Node, rack: Rack) -> None:
             r.error(f"{p}.uplinks.{up.tor}", f"is not a ToR of rack {rack.name} "
                     f"(ToRs: {', '.join(tors)})", up.tor)
             continue
-        for fam, addr, net in (("ipv4", up.ipv4, tor.peering.ipv4),
-                               ("ipv6", up.ipv6, tor.peering.ipv6)):
+        for fam, addr, length, net in (("ipv4", up.ipv4, up.ipv4_len, tor.peering.ipv4),
+                                       ("ipv6", up.ipv6, up.ipv6_len, tor.peering.ipv6)):
             if addr is None:
                 continue
             where = f"{p}.uplinks.{up.tor}.{fam}"
-            if tor.peering.unnumbered:
+            if length is not None and net is not None and length != net.network.prefixlen:
+                r.error(where, f"has the prefix length /{length}, but the ToR's peering "
+                        f"subnet is {net.network}: write {addr} or {addr}/"
+                        f"{net.network.prefixlen}", f"{addr}/{length}")
+            elif tor.peering.unnumbered:
                 r.error(where, f"{tor.name} peers unnumbered: no uplink address", str(addr))
             elif net is None or addr not in net.network:
                 r.error(where, "is not inside the ToR's peering subnet "

@@ -203,6 +203,8 @@ class Router:
     peering: Peering = field(default_factory=Peering)
     locator: IPv6Network | None = None
     ports: tuple[tuple[str, str], ...] = ()
+    #: ToRs only: BFD on (True) or off (False) for this ToR's sessions; None: the rack's choice
+    bfd: bool | None = None
 
     def port_for(self, neighbor: str, default: str) -> str:
         for name, port in self.ports:
@@ -216,6 +218,14 @@ class Rack:
     name: str
     site: str
     tors: tuple[Router, ...]
+    #: BFD on or off for the rack's ToRs (a ToR's own `bfd` wins); None: spec.bgp.bfd.enabled
+    bfd: bool | None = None
+
+
+def tor_bfd(fabric_enabled: bool, rack: Rack, tor: Router) -> bool:
+    """BFD for a ToR's sessions: its own `bfd`, else its rack's, else the fabric's."""
+    choice = tor.bfd if tor.bfd is not None else rack.bfd
+    return fabric_enabled if choice is None else choice
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +250,10 @@ class Uplink:
     tor: str
     ipv4: IPv4Address | None = None
     ipv6: IPv6Address | None = None
+    #: the prefix length when the address was written with one (`10.0.1.11/24`): it must be
+    #: the ToR's peering subnet's (checked with the rack); not part of the value
+    ipv4_len: int | None = field(default=None, compare=False)
+    ipv6_len: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +293,17 @@ class Fabric:
 
     def racks(self) -> dict[str, Rack]:
         return {r.name: r for s in self.sites for r in s.racks}
+
+    def bfd_on(self, router: str) -> bool:
+        """Whether `router` runs BFD: a ToR's own `bfd`, else its rack's, else the fabric's
+        `spec.bgp.bfd.enabled` (spines and WAN routers follow the fabric). Timers are the
+        fabric's. A router link uses BFD only when both its ends do."""
+        for s in self.sites:
+            for rack in s.racks:
+                for t in rack.tors:
+                    if t.name == router:
+                        return tor_bfd(self.bgp.bfd.enabled, rack, t)
+        return self.bgp.bfd.enabled
 
     def routers(self) -> dict[str, Router]:
         out = {r.name: r for r in self.wan_routers}

@@ -184,7 +184,8 @@ class FabricParser:
         if bool(f) == bool(kname):
             r.error(f"{p}.secretRef", "give exactly one of file or kubernetesSecret")
             return None
-        return SecretRef(file=f, kubernetes_name=kname, kubernetes_key=kkey or MD5_SECRET_KEY)
+        return SecretRef(file=f, kubernetes_name=kname,
+                         kubernetes_key=(kkey or MD5_SECRET_KEY) if kname else None)
 
     def _bfd(self, raw: Any) -> Bfd:
         r, p = self.r, "spec.bgp.bfd"
@@ -276,7 +277,7 @@ class FabricParser:
         r = self.r
         keys = {"name", "asn", "routerId", "platform", "locator", "ports"}
         if peering:
-            keys.add("peering")
+            keys |= {"peering", "bfd"}
         m = r.mapping(raw, p, keys)
         name = r.get(m, "name", p, r.name, required=True)
         asn = r.get(m, "asn", p, r.asn, required=True)
@@ -286,12 +287,14 @@ class FabricParser:
         loc = r.get(m, "locator", p, r.net6)
         ports = r.mapping(m.get("ports", {}) if m else None, f"{p}.ports", None)
         peer = Peering()
+        bfd = None
         if peering:
             peer = self._peering(m.get("peering") if m else None, f"{p}.peering")
+            bfd = r.get(m, "bfd", p, r.boolean)
         if name is None:
             return None
         return Router(name, asn or 0, rid or NO_ID, Platform(plat or "frr"), peer, loc,
-                      tuple(sorted((str(k), str(v)) for k, v in (ports or {}).items())))
+                      tuple(sorted((str(k), str(v)) for k, v in (ports or {}).items())), bfd)
 
     def _peering(self, raw: Any, p: str) -> Peering:
         r = self.r
@@ -338,8 +341,9 @@ class FabricParser:
 
     def _rack(self, raw: Any, p: str, site: str) -> Rack | None:
         r = self.r
-        m = r.mapping(raw, p, {"name", "tors"})
+        m = r.mapping(raw, p, {"name", "tors", "bfd"})
         name = r.get(m, "name", p, r.name, required=True)
+        bfd = r.get(m, "bfd", p, r.boolean)
         tors = tuple(
             x for tp, item in r.items(m.get("tors") if m else None, f"{p}.tors")
             if (x := self._router(item, tp, peering=True)) is not None
@@ -352,7 +356,7 @@ class FabricParser:
                 r.error(f"{p}.tors", "a rack has at most two ToRs", count)
         if name is None:
             return None
-        return Rack(name, site, tors)
+        return Rack(name, site, tors, bfd)
 
     def _node(self, raw: Any, p: str) -> Node | None:
         r = self.r
@@ -366,8 +370,10 @@ class FabricParser:
         for tor, addrs in (ups or {}).items():
             up = f"{p}.uplinks.{tor}"
             am = r.mapping(addrs if addrs is not None else {}, up, {"ipv4", "ipv6"})
-            uplinks.append(Uplink(str(tor), r.get(am, "ipv4", up, r.ipv4),
-                                  r.get(am, "ipv6", up, r.ipv6)))
+            v4 = r.get(am, "ipv4", up, r.host4)
+            v6 = r.get(am, "ipv6", up, r.host6)
+            uplinks.append(Uplink(str(tor), v4[0] if v4 else None, v6[0] if v6 else None,
+                                  v4[1] if v4 else None, v6[1] if v6 else None))
         asn = r.get(m, "asn", p, r.asn)
         blocks = r.mapping(m.get("podBlocks", {}) if m else None, f"{p}.podBlocks",
                            {"ipv4", "ipv6"})

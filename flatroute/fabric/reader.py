@@ -133,6 +133,18 @@ class Reader:
     def ipv6(self, value: Any, path: str) -> ipaddress.IPv6Address | None:
         return self._ip(value, path, ipaddress.IPv6Address, "an IPv6 address")
 
+    def host4(self, value: Any, path: str) -> tuple[ipaddress.IPv4Address, int | None] | None:
+        """A host address, bare (`10.0.1.11`) or with its subnet's length (`10.0.1.11/24`,
+        as node states carry it): (address, length or None)."""
+        iface = self._ip(value, path, ipaddress.IPv4Interface, "an IPv4 address "
+                         "(10.0.1.11, or 10.0.1.11/24 with the ToR subnet's length)")
+        return None if iface is None else (iface.ip, _length(iface, value))
+
+    def host6(self, value: Any, path: str) -> tuple[ipaddress.IPv6Address, int | None] | None:
+        iface = self._ip(value, path, ipaddress.IPv6Interface, "an IPv6 address "
+                         "(fd00:1::11, or fd00:1::11/64 with the ToR subnet's length)")
+        return None if iface is None else (iface.ip, _length(iface, value))
+
     def net4(self, value: Any, path: str) -> ipaddress.IPv4Network | None:
         return self._ip(value, path, ipaddress.IPv4Network, "an IPv4 network with host bits zero")
 
@@ -165,3 +177,8 @@ class Reader:
             return tuple(out)
 
         return read
+
+
+def _length(iface: ipaddress.IPv4Interface | ipaddress.IPv6Interface, text: Any) -> int | None:
+    """The prefix length written after the address, or None when it was bare."""
+    return iface.network.prefixlen if "/" in str(text) else None

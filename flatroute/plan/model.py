@@ -13,7 +13,7 @@ from ipaddress import (
     IPv6Network,
 )
 
-from flatroute.fabric.model import EncapMode, NodeRole, SecretRef
+from flatroute.fabric.model import BgpOptions, EncapMode, NodeRole
 
 Prefix = IPv4Network | IPv6Network
 
@@ -75,6 +75,8 @@ class PeerPlan:
     families: tuple[Family, ...]
     #: IPv6 next hop to send with IPv4 routes on an IPv6 session (RFC 8950)
     ipv6_next_hop: IPv6Address | None = None
+    #: BFD on this session (the ToR's, its rack's or the fabric's choice: `Fabric.bfd_on`)
+    bfd: bool = False
 
     @property
     def key(self) -> str:
@@ -138,19 +140,6 @@ class Srv6Settings:
 
 
 @dataclass(frozen=True, slots=True)
-class BgpSettings:
-    hold_time: int
-    keepalive: int
-    graceful_restart: int
-    md5: SecretRef | None
-    communities: tuple[str, ...]
-    bfd: bool
-    bfd_min_rx_ms: int
-    bfd_min_tx_ms: int
-    bfd_multiplier: int
-
-
-@dataclass(frozen=True, slots=True)
 class Problem:
     """Something the planner could not do, reported instead of crashing (e.g. exhaustion)."""
 
@@ -183,7 +172,8 @@ class Ledger:
 class Plan:
     fabric: str
     mtu: int
-    bgp: BgpSettings
+    #: the fabric's BGP settings as they are (one value type from the fabric file to the node)
+    bgp: BgpOptions
     srv6: Srv6Settings
     nodes: tuple[NodePlan, ...]
     sites: tuple[SitePlan, ...]

@@ -12,7 +12,15 @@ from ipaddress import (
 )
 from typing import cast
 
-from flatroute.fabric.model import AsnMode, Fabric, Node, NodeRole, Router, SegmentScope
+from flatroute.fabric.model import (
+    AsnMode,
+    Fabric,
+    Node,
+    NodeRole,
+    Router,
+    SegmentScope,
+    tor_bfd,
+)
 from flatroute.plan.alloc import HostPool, address, parse_net
 from flatroute.plan.model import Family, LedgerEntry, NodePlan, PeerPlan, Sid, UplinkPlan
 from flatroute.plan.problems import Problems
@@ -98,23 +106,24 @@ class NodePlanner:
                 made6, got6 = self.hosts[(tor_name, 6)].interface(v6)
                 i6, a6 = cast(IPv6Interface, made6), cast(IPv6Address, got6)
             uplinks.append(UplinkPlan(tor.name, i4, i6, tor.peering.unnumbered))
-            peers.extend(self._peers(tor, a4, a6, has_v4=has_v4))
+            bfd = tor_bfd(self.f.bgp.bfd.enabled, self.racks[rack], tor)
+            peers.extend(self._peers(tor, a4, a6, has_v4=has_v4, bfd=bfd))
         return tuple(uplinks), tuple(peers), first4
 
     def _peers(self, tor: Router, a4: IPv4Address | None, a6: IPv6Address | None,
-               *, has_v4: bool) -> list[PeerPlan]:
+               *, has_v4: bool, bfd: bool) -> list[PeerPlan]:
         both = _V4_V6 if has_v4 else _V6
         if tor.peering.unnumbered:
-            return [PeerPlan(tor.name, tor.asn, None, None, both)]
+            return [PeerPlan(tor.name, tor.asn, None, None, both, bfd=bfd)]
         peers = []
         v4_over_v6 = self.f.bgp.ipv4_over_ipv6 and a6 is not None and tor.peering.ipv6
         tor4, tor6 = self._tor_ips(tor)
         if a4 is not None and tor4 is not None and not v4_over_v6:
-            peers.append(PeerPlan(tor.name, tor.asn, tor4, a4, _V4))
+            peers.append(PeerPlan(tor.name, tor.asn, tor4, a4, _V4, bfd=bfd))
         if a6 is not None and tor6 is not None:
             fams = both if v4_over_v6 else _V6
             peers.append(PeerPlan(tor.name, tor.asn, tor6, a6, fams,
-                                  a6 if v4_over_v6 else None))
+                                  a6 if v4_over_v6 else None, bfd))
         return peers
 
     def _tor_ips(self, tor: Router) -> tuple[IPv4Address | None, IPv6Address | None]:

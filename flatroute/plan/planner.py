@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from flatroute.fabric.model import Fabric, Node, Rack, Site
 from flatroute.plan.allocate import Allocator
-from flatroute.plan.model import BgpSettings, Ledger, LedgerEntry, NodePlan, Plan, Srv6Settings
+from flatroute.plan.model import Ledger, LedgerEntry, NodePlan, Plan, Srv6Settings
 from flatroute.plan.nodes import NodePlanner
 from flatroute.plan.problems import Problems
 from flatroute.plan.srv6 import SitePlanner
@@ -72,13 +72,10 @@ def plan(
     new_ledger = _retire(entries, {n.name for n in nodes}, now or RETIRED_UNKNOWN, rack_asns)
     sites = SitePlanner(f, f.routers(), plans, problems).plans_by_site()
     problems.raise_invalid()
-    bgp = f.bgp
     return Plan(
         fabric=f.name,
         mtu=f.pods.mtu,
-        bgp=BgpSettings(bgp.hold_time, bgp.keepalive, bgp.graceful_restart, bgp.md5,
-                        bgp.communities, bgp.bfd.enabled, bgp.bfd.min_rx_ms,
-                        bgp.bfd.min_tx_ms, bgp.bfd.multiplier),
+        bgp=f.bgp,
         srv6=Srv6Settings(f.srv6.enabled, f.srv6.encap_mode),
         nodes=tuple(plans),
         sites=sites,
@@ -126,7 +123,8 @@ class _Memo:
             rack = self.racks[rack_name]
             site = self.sites[rack.site]
             key = (rack, site.name, site.ipv4_pools, site.ipv6_pools, site.locator_block,
-                   f.asn, f.pods, f.bgp.ipv4_over_ipv6, f.srv6.enabled, f.srv6.scope,
+                   f.asn, f.pods, f.bgp.ipv4_over_ipv6, f.bgp.bfd.enabled, f.srv6.enabled,
+                   f.srv6.scope,
                    f.srv6.decap_ipv4, f.srv6.decap_ipv6, f.srv6.locator_length,
                    f.srv6.datapath, self.rack_asns.get(rack_name))
             self._rack_keys[rack_name] = key

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 
 from flatroute.errors import FieldError, InvalidInput
-from flatroute.fabric.model import Fabric
+from flatroute.fabric.model import Fabric, SecretRef
 from flatroute.fabric.wiring import Role
 from flatroute.nodestate import from_plan, to_json
 from flatroute.plan.model import Plan
@@ -64,7 +64,7 @@ def render_vagrant(fabric: Fabric, plan: Plan) -> list[RenderedFile]:
             state = from_plan(plan, plan.node(vm.name))
             if secret is not None:
                 state = dataclasses.replace(state, bgp=dataclasses.replace(
-                    state.bgp, md5_file=MD5_FILE, md5_kubernetes=None))
+                    state.bgp, md5=SecretRef(file=MD5_FILE)))
             files.append(RenderedFile(vm.name, NAME, f"configs/{vm.name}/nodestate.json",
                                       to_json(state)))
             script = node_script(fabric, vm)

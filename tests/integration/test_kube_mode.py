@@ -16,6 +16,7 @@ import pytest
 
 from controller.kube_inventory import KubeController
 from fakekube.server import FakeApiServer
+from flatroute.tombstone import Removed
 from kube.leader import LeaderElector, LeaseConfig
 from kube.objects import NodeStatus, SessionStatus
 from kube.reflector import Backoff
@@ -30,6 +31,9 @@ GROUP = "flatroute.dev"
 def stand_in_apply(desired: Desired) -> NodeStatus:
     if desired.state is None:
         return NodeStatus(applied=False, last_error=desired.error)
+    if isinstance(desired.state, Removed):  # the tombstone: withdrawn, no session left
+        return NodeStatus(applied=True, spec_hash=desired.spec_hash,
+                          generation=desired.generation)
     st = desired.state
     return NodeStatus(
         applied=True, spec_hash=desired.spec_hash, generation=desired.generation,
@@ -156,7 +160,19 @@ def test_node_add_and_remove_propagate(fake: FakeApiServer, running: Running) ->
     os_routes = {r["target"] for r in nodestates(fake)["os-n1"]["spec"]["srv6"]["routes"]}
     assert "tk-n3" in os_routes
     fake.store.delete(fake._type("nodes", ""), None, "tk-n3", None, False)
-    eventually(lambda: "tk-n3" not in nodestates(fake), what="NodeState removed")
+    # its NodeState becomes its tombstone (its speaker withdraws), not a missing object
+    eventually(lambda: (nodestates(fake).get("tk-n3") or {}).get("spec", {}).get("removed"),
+               what="NodeState tombstoned")
+    spec = nodestates(fake)["tk-n3"]["spec"]
+    assert set(spec) == {"node", "removed"} and spec["removed"]["reason"] == "not in the fabric"
+    n3 = KubeNodeStateSource(api_for(fake), "tk-n3", watch_timeout=5).start()
+    try:
+        eventually(lambda: isinstance(n3.desired().state, Removed), what="speaker sees it")
+    finally:
+        n3.stop()
+    eventually(lambda: (nodestates(fake)["tk-n3"].get("status") or {}).get(
+        "observedGeneration") == nodestates(fake)["tk-n3"]["metadata"]["generation"],
+        what="the speaker reported the tombstone applied")
     eventually(lambda: "tk-n3" not in {
         r["target"] for r in nodestates(fake)["os-n1"]["spec"]["srv6"]["routes"]},
         what="routes withdrawn")

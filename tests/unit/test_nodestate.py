@@ -73,4 +73,4 @@ def test_defaults_are_the_fabric_model_s() -> None:
     st = nodestate.from_spec(copy.deepcopy(spec))
     assert (st.bgp.hold_time, st.bgp.keepalive, st.bgp.graceful_restart, st.mtu) == (
         HOLD_TIME, KEEPALIVE, GRACEFUL_RESTART, POD_MTU)
-    assert not st.bgp.bfd
+    assert not st.bgp.bfd.enabled

@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,10 +42,12 @@ class Node:
             if os.path.exists(f"{REF}/{plugin}"):
                 os.symlink(f"{REF}/{plugin}", self.bin / plugin)
         self.data = tmp / "data"
-        # The C client's service socket: absent unless a test starts `flatroute cni serve`
-        # (tests/netns/cni/test_cni_service.py), so the other tests go through the fallback
-        # and never reach a service this machine might run at the default path.
+        # The C client's service socket and deletion queue: the service is absent unless a
+        # test starts `flatroute cni serve` (tests/netns/cni/test_cni_service.py); the other
+        # tests run the Python plugin (flatroute-cni-py) itself, and no test ever reaches a
+        # service or a queue this machine might have at the default paths.
         self.socket = tmp / "cni.sock"
+        self.queue = tmp / "delete-queue"
         self.node_file = tmp / "node.json"
         self.write_node_file(["10.244.0.0/26"], ["fd00:10:244::/122"])
 
@@ -63,12 +67,13 @@ class Node:
         return self.netns.add("pod")
 
     def call(self, command: str, conf: dict[str, Any] | str, cid: str = "", ifname: str = "eth0",
-             pod: str | None = None, plugin: str = "flatroute-cni",
+             pod: str | None = None, plugin: str = "flatroute-cni-py",
              env: dict[str, str | None] | None = None) -> tuple[int, dict[str, Any] | None]:
         e = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_IFNAME": ifname,
              "CNI_NETNS": f"/run/netns/{pod}" if pod else "", "CNI_PATH": str(self.bin),
              "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin"),
-             "FLATROUTE_CNI_SOCKET": str(self.socket)}
+             "FLATROUTE_CNI_SOCKET": str(self.socket),
+             "FLATROUTE_CNI_DELETE_QUEUE": str(self.queue)}
         for key, value in (env or {}).items():
             if value is None:
                 e.pop(key, None)
@@ -123,6 +128,50 @@ class Node:
         assert self.attachments() == []
 
 
+class Service:
+    """`flatroute cni serve` in the node namespace, on the node's socket and queue."""
+
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.log = node.tmp / "serve.log"
+        self.proc = self.spawn()
+        deadline = time.monotonic() + 15
+        while not node.socket.exists():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, "the service did not create its socket"
+            time.sleep(0.02)
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as out:
+            return subprocess.Popen(
+                ["ip", "netns", "exec", self.node.name, sys.executable, "-m", "cli.main",
+                 "cni", "serve", "--socket", str(self.node.socket), "--read-timeout", "1",
+                 "--delete-queue", str(self.node.queue)],
+                stdout=out, stderr=subprocess.STDOUT)
+
+    def requests(self, at_least: int = 0) -> list[dict[str, Any]]:
+        """The logged requests; each child logs after it answered, so wait for `at_least`."""
+        deadline = time.monotonic() + 10
+        while True:
+            lines = [json.loads(line) for line in self.log.read_text().splitlines()
+                     if line.startswith("{")]
+            found = [line for line in lines if line["event"] == "cni_request"]
+            if len(found) >= at_least or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
 def pod_links(pod: str) -> list[str]:
     out = sh("ip", "-o", "link", "show", ns=pod).stdout
     return sorted(line.split(":")[1].strip().split("@")[0] for line in out.splitlines())
@@ -138,6 +187,7 @@ def node(netns: Netns, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     need_tool("ip", "ping", f"{REF}/host-local", f"{REF}/tuning")
     n = Node(netns, tmp_path)
     monkeypatch.setenv("FLATROUTE_CNI_SOCKET", str(n.socket))  # for tests that exec it directly
+    monkeypatch.setenv("FLATROUTE_CNI_DELETE_QUEUE", str(n.queue))
     try:
         yield n
     finally:

@@ -166,7 +166,7 @@ def test_concurrent_adds_unique(node: Node) -> None:
         "    out.append(p.stdout.strip() or json.dumps({'stderr': p.stderr}))\n"
         "print('\\n'.join(out))\n")
     procs = [subprocess.Popen([sys.executable, "-c", script, pod, node.name,
-                               str(node.bin / "flatroute-cni"), conf, tag],
+                               str(node.bin / "flatroute-cni-py"), conf, tag],
                               stdout=subprocess.PIPE, text=True) for pod, tag in zip(pods, "ab",
                                                                                      strict=True)]
     outputs = [p.communicate(timeout=120)[0] for p in procs]
@@ -201,9 +201,9 @@ def test_chain_with_reference_meta_plugins(node: Node) -> None:
     qdisc = sh("tc", "qdisc", "show", "dev", host, ns=node.name).stdout
     assert "tbf" in qdisc or "ingress" in qdisc, qdisc
     assert ping(pod, "192.0.2.1")
-    for conf, plugin in ((bandwidth, "bandwidth"), (tuning, "tuning"), (base, "flatroute-cni")):
+    for conf, plugin in ((bandwidth, "bandwidth"), (tuning, "tuning"), (base, "flatroute-cni-py")):
         node.ok("CHECK", {**conf, "prevResult": res}, cid="c1", pod=pod, plugin=plugin)
-    for conf, plugin in ((bandwidth, "bandwidth"), (tuning, "tuning"), (base, "flatroute-cni")):
+    for conf, plugin in ((bandwidth, "bandwidth"), (tuning, "tuning"), (base, "flatroute-cni-py")):
         node.ok("DEL", {**conf, "prevResult": res}, cid="c1", pod=pod, plugin=plugin)
     node.assert_clean()
     assert "ifb" not in sh("ip", "-o", "link", ns=node.name).stdout

@@ -141,10 +141,14 @@ def test_del_removes_the_pair_and_releases_twice(tmp_path: Path,
         assert node.by_name(verbs.veth_name("c1", "eth0")) is None
         assert pod.by_name("eth0") is None and node.routes == []
         assert (store.ips, store.atts) == ({}, {})
+    # The kernel refuses: the error, and nothing released (the pair is still there). (With
+    # the pair already gone DEL succeeds whatever RTM_DELLINK would answer: it polls the name.)
+    _add(tmp_path, store)
     node.fail[rt.RTM_DELLINK] = errno.EPERM
     with pytest.raises(CniError) as exc:
         verbs.cmd_del(_env(tmp_path, "DEL"), _conf(tmp_path), store=store)
     assert exc.value.code == errors.NETLINK
+    assert node.by_name(verbs.veth_name("c1", "eth0")) is not None and store.ips
 
 
 def test_gc_removes_stale_veths_and_stray_routes_only(tmp_path: Path,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -14,7 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cni import install, wire
+from cni import delqueue, install, wire
+from cni.config import SUPPORTED_VERSIONS
 from tests.netns_util import IN_CI
 
 
@@ -153,24 +156,40 @@ def test_client_reports_a_broken_answer(client: Path, tmp_path: Path, reply: byt
     assert json.loads(proc.stdout)["code"] == 11
 
 
-def test_client_falls_back_with_stdin_untouched(client: Path, tmp_path: Path) -> None:
-    fallback = tmp_path / "flatroute-cni-py"
-    fallback.write_text('#!/bin/sh\necho "argv0=$0 cmd=$CNI_COMMAND"\ncat\nexit 7\n')
-    fallback.chmod(0o755)
-    proc = run_client(client, tmp_path / "absent.sock", b"the config",
-                      FLATROUTE_CNI_FALLBACK=str(fallback))
-    assert proc.returncode == 7
-    assert proc.stdout == f"argv0={fallback} cmd=ADD\nthe config".encode()
-    # Without FLATROUTE_CNI_FALLBACK: flatroute-cni-py next to the client.
-    twin = client.parent / "flatroute-cni-py"
-    twin.write_text(fallback.read_text())
-    twin.chmod(0o755)
-    proc = run_client(client, tmp_path / "absent.sock", b"again")
-    twin.unlink()
-    assert (proc.returncode, proc.stdout.splitlines()[-1]) == (7, b"again")
-    # No fallback at all: not available.
-    proc = run_client(client, tmp_path / "absent.sock", b"{}")
-    assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == 50
+def test_client_without_a_service_needs_no_python(client: Path, tmp_path: Path) -> None:
+    """No service: nothing is exec'd; ADD, CHECK, GC 11; STATUS 50; VERSION answered; DEL
+    written to the deletion queue as the exact frame the service would have got."""
+    queue = tmp_path / "q" / "deep"  # created on demand, parents too
+    for verb, code in (("ADD", 11), ("CHECK", 11), ("GC", 11), ("STATUS", 50), ("", 11)):
+        proc = run_client(client, tmp_path / "absent.sock", b"{}", CNI_COMMAND=verb,
+                          FLATROUTE_CNI_DELETE_QUEUE=str(queue), PATH="/nonexistent")
+        err = json.loads(proc.stdout)
+        assert (proc.returncode, err["code"]) == (1, code), (verb, err)
+        assert str(tmp_path / "absent.sock") in err["msg"] and "not running" in err["msg"]
+    proc = run_client(client, tmp_path / "absent.sock", b"", CNI_COMMAND="VERSION")
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["supportedVersions"] == list(SUPPORTED_VERSIONS)
+    assert not queue.exists()
+    stdin = b'{"cniVersion": "1.1.0", "name": "n"}'
+    proc = run_client(client, tmp_path / "absent.sock", stdin, CNI_COMMAND="DEL",
+                      CNI_CONTAINERID="c1", FLATROUTE_CNI_DELETE_QUEUE=str(queue))
+    assert (proc.returncode, proc.stdout) == (0, b"")
+    (entry,) = delqueue.pending(str(queue))
+    assert stat.S_IMODE(os.stat(entry).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(queue).st_mode) == 0o700
+    assert delqueue.load(entry) == ({"CNI_COMMAND": "DEL", "CNI_IFNAME": "eth0",
+                                     "CNI_CONTAINERID": "c1"}, stdin)
+    # A queue it cannot write: DEL fails with try again, so the runtime retries it.
+    (tmp_path / "file").write_text("")
+    proc = run_client(client, tmp_path / "absent.sock", stdin, CNI_COMMAND="DEL",
+                      FLATROUTE_CNI_DELETE_QUEUE=str(tmp_path / "file" / "q"))
+    assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == 11
+
+
+def test_client_error_messages_are_json_whatever_the_path(client: Path, tmp_path: Path) -> None:
+    odd = tmp_path / 'a"b\\c\td'
+    proc = run_client(client, odd, b"{}")
+    assert str(odd) in json.loads(proc.stdout)["msg"]
 
 
 def test_install_without_a_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,7 +205,30 @@ def test_install_without_a_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 @pytest.mark.usefixtures("client")  # skips (or fails in CI) without cc
 def test_install_builds_the_client(tmp_path: Path) -> None:
     install.install(str(tmp_path / "bin"), str(tmp_path / "net.d"))
-    assert (tmp_path / "bin" / "flatroute-cni").read_bytes()[:4] == b"\x7fELF"
+    built = (tmp_path / "bin" / "flatroute-cni").read_bytes()
+    assert install.is_static_client(built)  # no interpreter, no shared library from the host
+    assert not install.is_static_client((tmp_path / "bin" / "flatroute-cni-py").read_bytes())
     assert install.MARKER in (tmp_path / "bin" / "flatroute-cni-py").read_text()
     assert len(install.uninstall(str(tmp_path / "bin"), str(tmp_path / "net.d"))) == 3
     assert list((tmp_path / "bin").iterdir()) == []
+
+
+@pytest.mark.usefixtures("client")
+def test_install_a_prebuilt_client_without_the_python_plugin(tmp_path: Path) -> None:
+    """The image's way: `cni build-client` once, then `install --client-binary` on each node,
+    with no Python plugin on a host that has no Python."""
+    built = tmp_path / "built"
+    assert install.main(["build-client", "--output", str(built)]) == 0
+    bin_dir, conf_dir = tmp_path / "bin", tmp_path / "net.d"
+    assert install.main(["install", "--bin-dir", str(bin_dir), "--conf-dir", str(conf_dir),
+                         "--client-binary", str(built), "--no-python-plugin"]) == 0
+    assert sorted(p.name for p in bin_dir.iterdir()) == ["flatroute-cni"]
+    assert (bin_dir / "flatroute-cni").read_bytes() == built.read_bytes()
+    assert install.main(["install", "--bin-dir", str(bin_dir), "--conf-dir", str(conf_dir),
+                         "--client-binary", "/bin/ls"]) == 1  # dynamic: refused
+    assert len(install.uninstall(str(bin_dir), str(conf_dir))) == 2
+
+
+def test_is_static_client_tells_a_dynamic_binary() -> None:
+    assert not install.is_static_client(Path("/bin/ls").read_bytes())
+    assert not install.is_static_client(b"#!/bin/sh\n")

@@ -11,7 +11,8 @@ import pytest
 
 from controller.inventory import StaticFileInventory
 from controller.publisher import FilePublisher
-from controller.reconciler import Reconciler
+from controller.reconciler import Reconciler, iso
+from flatroute import tombstone
 from flatroute.errors import InvalidInput
 from flatroute.nodestate import from_json, from_plan, to_json
 from flatroute.plan import load_ledger
@@ -143,17 +144,24 @@ def test_removed_node_is_withdrawn_at_once_and_released_after_the_grace(
     env.clock.now += 10
     env.edit(fabric_doc(2, {0: ["s0-n0"], 1: ["s1-n0", "s1-n1"]}))
     result = env.ctl.reconcile()
-    assert result.publish.removed == ("s0-n1",)
-    assert "s0-n1" not in env.docs()
+    # Its document becomes a tombstone (its speaker withdraws at once), not a missing file
+    # (which a speaker cannot tell from a wiped state directory).
+    assert "s0-n1" in result.publish.written and result.publish.removed == ()
+    removed = tombstone.from_json(env.docs()["s0-n1"])
+    assert removed == tombstone.Removed("s0-n1", iso(env.clock.now))
     # Its routes are withdrawn everywhere: no other node still points at its SIDs.
     sids = {s["sid"] for s in gone["srv6"]["localSids"]}
-    for text in env.docs().values():
-        for route in json.loads(text)["spec"]["srv6"]["routes"]:
-            assert not sids & set(route["segments"])
+    for name, text in env.docs().items():
+        if name != "s0-n1":
+            for route in json.loads(text)["spec"]["srv6"]["routes"]:
+                assert not sids & set(route["segments"])
     ledger = load_ledger(env.dir / "ledger.json")
     assert ledger.nodes["s0-n1"].retired_at is not None
     record = json.loads((env.dir / "controller.json").read_text())
-    assert "s0-n1" in record["retired"]
+    assert "s0-n1" in record["retired"] and "s0-n1" not in record["nodes"]
+    assert record["retired"]["s0-n1"]["tombstone"] == tombstone.generation(removed)
+    env.ctl.reconcile()  # quiet: the tombstone is not written again
+    assert env.ctl.reconcile().publish.written == ()
 
     # Within the grace period a newcomer does not get the retired node's block.
     env.clock.now += 300
@@ -165,8 +173,9 @@ def test_removed_node_is_withdrawn_at_once_and_released_after_the_grace(
     # After the grace period (time injected), the allocation is freed for the next node.
     env.clock.now += 600
     env.edit(fabric_doc(2, {0: ["s0-n0", "s0-x", "s0-y"], 1: ["s1-n0", "s1-n1"]}))
-    env.ctl.reconcile()
+    released = env.ctl.reconcile()
     assert "s0-n1" not in load_ledger(env.dir / "ledger.json").nodes
+    assert "s0-n1" in released.publish.removed and "s0-n1" not in env.docs()  # no tombstone
     assert env.log.named("allocations_released")[0]["node"] == "s0-n1"
     y_block = json.loads(env.docs()["s0-y"])["spec"]["podBlocks"]["ipv4"]
     assert y_block == gone["podBlocks"]["ipv4"]

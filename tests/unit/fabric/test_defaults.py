@@ -6,7 +6,6 @@ from pathlib import Path
 
 from flatroute.fabric import model as fm
 from flatroute.fabric import parse_fabric
-from flatroute.nodestate import BgpSpec
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "fabric.md"
 
@@ -43,9 +42,9 @@ def test_empty_sections_take_the_model_s_defaults() -> None:
             s.underlay_mtu, s.datapath) == (
         fm.ENCAP_MODE, fm.DECAP_IPV4, fm.DECAP_IPV6, fm.SEGMENT_SCOPE, fm.LOCATOR_LENGTH,
         fm.UNDERLAY_MTU, fm.SRV6_DATAPATH)
-    bgp = BgpSpec(9, 3, 0, None, None, (), True)
-    assert (bgp.bfd_min_rx_ms, bgp.bfd_min_tx_ms, bgp.bfd_multiplier) == (
-        fm.BFD_MIN_RX_MS, fm.BFD_MIN_TX_MS, fm.BFD_MULTIPLIER)
+    # one value type from the fabric file to the node state: its defaults are these
+    assert fm.BgpOptions().bfd == fm.Bfd(False, fm.BFD_MIN_RX_MS, fm.BFD_MIN_TX_MS,
+                                         fm.BFD_MULTIPLIER)
 
 
 def test_the_fabric_reference_states_the_model_s_defaults() -> None:

@@ -87,6 +87,13 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
     ("uplink to a foreign tor", _set("spec.nodes.0.uplinks",
                                      {"os-r1-a": {"ipv4": "10.2.1.99"}}),
      "spec.nodes[0].uplinks.os-r1-a", "not a ToR of rack tk-r1"),
+    ("uplink with another prefix length", _set("spec.nodes.0.uplinks.tk-r1-a.ipv4",
+                                                "10.1.1.11/16"),
+     "spec.nodes[0].uplinks.tk-r1-a.ipv4", "write 10.1.1.11 or 10.1.1.11/24"),
+    ("uplink that is a network", _set("spec.nodes.0.uplinks.tk-r1-a.ipv6", "fd00:1:1::/64"),
+     "spec.nodes[0].uplinks.tk-r1-a.ipv6", "the ToR's own or the subnet's network address"),
+    ("uplink not an address", _set("spec.nodes.0.uplinks.tk-r1-a.ipv4", "10.1.1.300"),
+     "spec.nodes[0].uplinks.tk-r1-a.ipv4", "(10.0.1.11, or 10.0.1.11/24 with the ToR"),
     ("uplink outside subnet", _set("spec.nodes.0.uplinks.tk-r1-a.ipv4", "10.9.9.9"),
      "spec.nodes[0].uplinks.tk-r1-a.ipv4", "not inside the ToR's peering subnet"),
     ("pinned block outside pool", _set("spec.nodes.0.podBlocks", {"ipv4": ["10.245.0.0/26"]}),
@@ -203,3 +210,18 @@ def test_srv6_overhead_and_a_bigger_underlay_mtu() -> None:
     doc["spec"]["pods"]["mtu"] = 1461
     with pytest.raises(InvalidInput, match="use at most 1460"):
         parse_fabric(yaml.safe_dump(doc))
+
+
+def test_a_pinned_uplink_address_is_bare_or_has_the_subnets_length() -> None:
+    """Both forms mean the same (node states carry 10.1.1.11/24; the fabric often the bare
+    address): the same fabric, the same plan."""
+    from flatroute.plan import plan
+
+    with_len = copy.deepcopy(BASE)
+    with_len["spec"]["nodes"][0]["uplinks"]["tk-r1-a"] = {"ipv4": "10.1.1.11/24",
+                                                        "ipv6": "fd00:1:1::11/64"}
+    a = parse_fabric(yaml.safe_dump(BASE), "bare.yaml")
+    b = parse_fabric(yaml.safe_dump(with_len), "with-length.yaml")
+    assert a.nodes[0].uplinks == b.nodes[0].uplinks
+    assert b.nodes[0].uplinks[0].ipv4_len == 24 and a.nodes[0].uplinks[0].ipv4_len is None
+    assert plan(a).node("tk-n1") == plan(b).node("tk-n1")

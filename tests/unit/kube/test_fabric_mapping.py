@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+import yaml
 
 from flatroute.errors import InvalidInput
 from flatroute.fabric import load_fabric
@@ -13,6 +14,7 @@ from flatroute.nodestate import from_plan, from_spec, spec_doc
 from flatroute.plan import Ledger, plan
 from kube.fabric import assemble
 from kube.objects import strip_nulls
+from kube.seed import objects_from_fabric
 from tests.kube_util import EXAMPLES, example_objects, node
 
 
@@ -98,3 +100,14 @@ def test_nodestate_spec_round_trips_without_nulls(name: str) -> None:
     for n in p.nodes:
         st = from_plan(p, n)
         assert from_spec(strip_nulls(spec_doc(st))) == st
+
+
+def test_bfd_chosen_per_rack_and_per_tor_comes_through_rack_peerings() -> None:
+    doc = yaml.safe_load((EXAMPLES / "leaf-spine.yaml").read_text())
+    racks = doc["spec"]["sites"][0]["racks"]
+    racks[0]["bfd"] = False
+    racks[1]["tors"][1]["bfd"] = False
+    config, rack_objs, nodes = objects_from_fabric(doc, "leaf-spine")
+    got = assemble(config, rack_objs, nodes).parse()
+    assert {t: got.bfd_on(t) for t in ("r1-leaf1", "r2-leaf1", "r2-leaf2")} == {
+        "r1-leaf1": False, "r2-leaf1": True, "r2-leaf2": False}

@@ -221,7 +221,8 @@ def test_unnumbered_ports_md5_and_bfd() -> None:
     assert f"password {secret}" in files["configs/r1-tor/frr.conf"]
     assert all("FLATROUTE-MD5-PLACEHOLDER" not in t for t in files.values())
     state = from_json(files["configs/r1-n1/nodestate.json"])
-    assert state.bgp.md5_file == MD5_FILE and state.bgp.md5_kubernetes is None
+    assert state.bgp.md5 is not None and state.bgp.md5.file == MD5_FILE
+    assert state.bgp.md5.kubernetes_name is None
     assert files["configs/r1-n1/bgp-md5.secret"] == secret + "\n"
     assert MD5_FILE in files["provision/r1-n1.sh"]
     # BFD: bfdd is switched on where the config uses it
@@ -348,8 +349,8 @@ PROVIDER_UNUSABLE = ("isn't usable on this system", "No usable default provider"
 
 def test_vagrant_validate(tmp_path: Path) -> None:
     vagrant = shutil.which("vagrant")
-    if vagrant is None:
-        pytest.skip("vagrant is not installed (apt-get install vagrant); ruby -c still ran")
+    if vagrant is None:  # scripts/install-deps installs Debian's vagrant: its absence is a gap
+        pytest.fail("vagrant is not installed: run scripts/install-deps (apt-get install vagrant)")
     fabric, the_plan = _two_site()
     out = _write(render_vagrant(fabric, the_plan), tmp_path / "lab")  # validate makes .vagrant/
     env = {**os.environ, "FLATROUTE_SRC": str(ROOT), "VAGRANT_CHECKPOINT_DISABLE": "1"}
@@ -362,8 +363,7 @@ def test_vagrant_validate(tmp_path: Path) -> None:
         res = subprocess.run([vagrant, "validate", "--ignore-provider"], cwd=out,
                              capture_output=True, text=True, check=False, env=env, timeout=300)
         text = res.stdout + res.stderr
-        if res.returncode != 0 and any(m in text for m in PROVIDER_UNUSABLE):
-            pytest.skip("vagrant validate needs a usable provider (VirtualBox or libvirt), and "
-                        f"this machine has none: {text.strip().splitlines()[-1]}")
+        # --ignore-provider needs none (checked with Debian's vagrant 2.3.4 and no provider):
+        # if it still asks for one, that is a failure to look at, not a reason to skip
     assert res.returncode == 0, text
     assert "validated successfully" in text

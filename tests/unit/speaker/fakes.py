@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from ipaddress import IPv6Address
+from ipaddress import IPv4Interface, IPv6Address, IPv6Interface
 from typing import Any
 
 from flatroute.nodestate import NodeState
@@ -60,6 +60,8 @@ class FakeKernel:
         self.up = set(links_up)
         self.link_locals = dict(link_locals or {})
         self._tunsrc: IPv6Address | None = None
+        #: interface -> addresses; interfaces that are up and not here have none
+        self.addrs: dict[str, list[IPv4Interface | IPv6Interface]] = {}
 
     def list_owned(self) -> list[Route]:
         return list(self.routes.values())
@@ -103,6 +105,9 @@ class FakeKernel:
     def link_local(self, name: str) -> IPv6Address | None:
         return self.link_locals.get(name)
 
+    def addresses(self) -> dict[str, list[IPv4Interface | IPv6Interface]]:
+        return {**{n: [] for n in self.up}, **self.addrs}
+
     def touched(self) -> int:
         return len(self.ops) + len(self.writes)
 
@@ -125,12 +130,16 @@ class FakeExaBGP:
         self.reloads: list[str] = []
         self.kills = 0
         self.refuse: set[str] = set()  # commands answered with `error`
+        self.crashed: str | None = None  # set: it exits at every start, with this reason
 
     def alive(self) -> bool:
         return self.running
 
     def supervise(self, config: Callable[[], str], env: str) -> bool:  # noqa: ARG002
         if self.running:
+            return False
+        if self.crashed is not None:  # as if it started and exited at once (backing off)
+            self.last_exit = self.crashed
             return False
         self.config = config()
         self.running = True
@@ -170,15 +179,27 @@ class FakeBfdd:
         self.error: str | None = None
         self.states: dict[str, str] = {}
         self.started: list[NodeState] = []
+        self.on_change: Callable[[str, str], None] | None = None
+        self.polls = 0
 
     def available(self) -> bool:
         return True
+
+    def subscribe(self, on_change: Callable[[str, str], None]) -> None:
+        self.on_change = on_change
+
+    def event(self, peer: str, state: str) -> None:
+        """bfdd's notification: the state changes and the agent hears of it at once."""
+        self.states[peer] = state
+        assert self.on_change is not None
+        self.on_change(peer, state)
 
     def start(self, state: NodeState) -> None:
         self.pid = 4242
         self.started.append(state)
 
     def poll(self, peers: Iterable[str]) -> dict[str, str | None]:
+        self.polls += 1
         return {p: self.states.get(p, "up") for p in peers}
 
     def stop(self) -> None:

@@ -65,6 +65,9 @@ class Harness:
         self.ndisc = ndisc or FakeNdisc()
         self.exabgp: FakeExaBGP | None = None
         self.links = links if links is not None else [DEV_A, DEV_B, "lo"]
+        #: what a connect to each peer's BGP port finds (no real connect from unit tests)
+        self.tcp: dict[str, str] = {}
+        self.probed: list[list[tuple[str, str | None]]] = []
 
         def make_exabgp(paths: Any, on_event: Any, log: Any) -> FakeExaBGP:
             self.exabgp = FakeExaBGP(paths, on_event, log, connect=connect)
@@ -74,9 +77,14 @@ class Harness:
             Options(node="n1", state_dir=str(tmp), run_dir=str(tmp / "run"),
                     bpf_dir=str(tmp / "bpf")),
             kernel=self.kernel, bpf=lambda _: self.bpf, exabgp=make_exabgp, bfdd=self.bfdd,
-            ndisc=self.ndisc, clock=self.clock, links=lambda: list(self.links))
+            ndisc=self.ndisc, clock=self.clock, links=lambda: list(self.links),
+            tcp_probe=self.probe)
         assert self.exabgp is not None
         self.bgp: FakeExaBGP = self.exabgp
+
+    def probe(self, targets: Any) -> dict[str, str]:
+        self.probed.append(list(targets))
+        return {peer: self.tcp.get(peer, "timeout") for peer, _ in targets}
 
     def write(self, s: dict[str, Any] | str) -> None:
         text = s if isinstance(s, str) else nodestate.to_json(nodestate.from_spec(s))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speaker import grace
+from flatroute import nodestate
+from speaker import grace, reconcile
 from tests.unit.speaker.harness import DEV_A, DEV_B, A, B, Harness, default_via, spec
 
 BOTH = default_via((A, DEV_A), (B, DEV_B))
@@ -15,6 +16,8 @@ def started(tmp: Path, **over: object) -> Harness:
     """A speaker restarting over the learned ECMP default of its previous run."""
     h = Harness(tmp)
     h.kernel.routes[BOTH.key] = BOTH
+    for r in reconcile.own_blocks(nodestate.from_spec(spec(**over))):
+        h.kernel.routes[r.key] = r  # the previous run's unreachable routes stay, untouched
     h.write(spec(**over))
     h.once()
     assert h.bgp.starts == 1

@@ -119,7 +119,7 @@ def test_the_kernel_datapath_programs_seg6_routes_and_sysctls(tmp_path: Path) ->
     assert ("tunsrc", "fcbb:bb00:1:1::") in h.kernel.writes
     kinds = sorted(r.kind for r in h.kernel.routes.values())
     assert kinds.count("encap") == 1 and kinds.count("sid") == 3
-    assert st.installed == {"routes": 0, "encap": 1, "sids": 3}
+    assert st.installed == {"routes": 0, "encap": 1, "sids": 3, "unreachable": 1}
     assert h.bpf.loaded == 0
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flatroute import nodestate, speaker_status
+from flatroute import nodestate, speaker_status, tombstone
 from flatroute.fabric import load_fabric
 from flatroute.plan import plan
+from kube.objects import node_state_object, parse_node_state
 from speaker.kube_bridge import Bridge
 from speaker.kube_source import Desired
 from tests.conftest import EXAMPLES
@@ -72,3 +73,21 @@ def test_missing_spec_keeps_the_last_good_file(tmp_path: Path) -> None:
     report = bridge.apply(Desired(None, error="spec.peers[0].asn: must be an integer"))
     assert state_file.read_text() == before
     assert report.last_error == "spec.peers[0].asn: must be an integer"
+
+
+def test_a_tombstone_resource_reaches_the_agent_as_a_tombstone_file(tmp_path: Path) -> None:
+    """Kubernetes mode: the controller keeps the NodeState with `spec.removed`; the bridge
+    hands it to the agent like any state, and reports it applied once the agent has left."""
+    state_file, status_file = tmp_path / "nodestate.json", tmp_path / "status.json"
+    bridge = Bridge("tk-n1", str(state_file), str(status_file))
+    bridge.apply(Desired(_state(), generation=1))
+    gone = tombstone.Removed("tk-n1", "2026-01-01T00:00:30+00:00")
+    obj = node_state_object("tk-n1", tombstone.spec_doc(gone), tombstone.generation(gone),
+                            site="tokyo", rack="r1", fabric="f")
+    removed = parse_node_state(obj)
+    assert removed == gone
+    report = bridge.apply(Desired(removed, generation=2))
+    assert tombstone.from_json(state_file.read_text()) == gone
+    assert not report.applied
+    _speaker_report(status_file, tombstone.generation(gone))
+    assert bridge.apply(Desired(removed, generation=2)).applied

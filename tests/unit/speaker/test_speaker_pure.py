@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 from ipaddress import ip_network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,6 +75,17 @@ def test_validate_rejects_unknown_peer_and_bad_community() -> None:
     assert "unknown peer" in text and "elsewhere" in text and "communities[0]" in text
 
 
+def test_validate_refuses_more_prefixes_than_the_tors_accept() -> None:
+    """The ToRs' maximum-prefix (spec.bgp.maxPrefixes, carried in the node state) would tear
+    the session down: the speaker refuses the state instead of announcing it."""
+    announce.validate(ST, "f.json")
+    tight = nodestate.from_spec(spec(bgp={"maxPrefixes": len(ST.announce) - 1}))
+    with pytest.raises(InvalidInput) as exc:
+        announce.validate(tight, "f.json")
+    text = str(exc.value)
+    assert "spec.bgp.maxPrefixes" in text and "more than its ToRs accept" in text
+
+
 def test_render_config_golden_bits() -> None:
     conf = exabgp_config.render_config(ST, ["/py", "bridge", "/run/x.sock"], md5_password="pw",
                                        static=announce.desired(ST))
@@ -84,6 +97,7 @@ def test_render_config_golden_bits() -> None:
     assert "nexthop enable;" not in v4 and "ipv6 unicast;" not in v4
     for part in (v4, v6):
         assert "graceful-restart 120;" in part and "hold-time 9;" in part
+        assert "route-refresh enable;" in part  # a ToR may ask for our routes again
         assert 'md5-password "pw";' in part and "peer-as 65001;" in part
         assert "local-as 64512;" in part and "router-id 10.1.1.11;" in part
         assert "receive { parsed; update; }" in part and "neighbor-changes;" in part
@@ -158,6 +172,76 @@ def test_reason_words() -> None:
     assert "hold timer" in reason_words("Hold timer expired", md5=False, ever_connected=True)
 
 
+
+@pytest.mark.parametrize(("reason", "words"), [
+    # what ExaBGP 5 really says (reactor/peer.py), and what a person reads
+    ("closing connection", "the peer closed the TCP connection"),
+    ("notification received (6,2)",
+     "NOTIFICATION from the peer: administrative shutdown by the peer (code 6, subcode 2)"),
+    ("notification received (2,2)", "peer AS mismatch (bad peer AS) (code 2, subcode 2)"),
+    ("notification received (6,9)", "hard reset by the peer (code 6, subcode 9)"),
+    ("notification sent (4,0)", "hold timer expired: the peer stopped answering"),
+    ("notification sent (6,3)", "NOTIFICATION sent to the peer: peer de-configured us"),
+    ("notification received (9,9)", "notification 9/9 (code 9, subcode 9)"),
+    ("connection received before we could fully establish one (x)", "connection collision"),
+    ("Connection refused", "connection refused: nothing listens on the peer's BGP port"),
+    ("", "session went down"),
+    ("something new", "session went down (something new)"),
+])
+def test_every_close_cause_in_plain_words(reason: str, words: str) -> None:
+    got = reason_words(reason, md5=False, ever_connected=True)
+    assert words in got and "closing connection" not in got, got
+
+
+def test_a_session_that_never_connected_says_what_a_connect_found() -> None:
+    from speaker.sessions import unreached_words
+
+    assert unreached_words("refused", md5=True).startswith("connection refused")
+    assert unreached_words("unreachable", md5=False) == "peer unreachable: no route to it"
+    assert unreached_words("timeout", md5=True) == "MD5 mismatch or peer unreachable"
+    assert unreached_words("open", md5=True).startswith("MD5 mismatch: the peer accepts")
+    assert unreached_words(None, md5=False) == "peer unreachable: no TCP connection"
+
+
+def test_the_tcp_probe_against_real_sockets_on_loopback() -> None:
+    import socket
+
+    from speaker import tcpprobe
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(1)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, not listening: the kernel answers RST
+    try:
+        found = {}
+        for port, name in ((listening.getsockname()[1], "open"),
+                           (closed.getsockname()[1], "refused")):
+            found[name] = tcpprobe.probe([("127.0.0.1", "127.0.0.1")], port=port)
+        assert found == {"open": {"127.0.0.1": "open"}, "refused": {"127.0.0.1": "refused"}}
+        assert tcpprobe.probe([("fe80::1", None)]) == {}  # link-local: left to discovery
+    finally:
+        listening.close()
+        closed.close()
+
+
+def test_probes_are_rate_limited() -> None:
+    from speaker.tcpprobe import Probes
+
+    calls: list[object] = []
+
+    def fn(targets: object) -> dict[str, str]:
+        calls.append(targets)
+        return {"10.1.1.1": "refused"}
+
+    p = Probes(fn, every=10)
+    assert p.results([("10.1.1.1", None)], 0.0) == {"10.1.1.1": "refused"}
+    assert p.results([("10.1.1.1", None)], 5.0) == {"10.1.1.1": "refused"}
+    assert len(calls) == 1
+    p.results([("10.1.1.1", None)], 11.0)
+    assert len(calls) == 2
+
+
 def r(dst: str, *gws: str, kind: str = "learned") -> Route:
     return Route(ip_network(dst), tuple(Nexthop(g, "tor1") for g in gws), kind=kind)
 
@@ -229,7 +313,9 @@ def test_status_roundtrip_and_text() -> None:
 
 
 def test_bfd_render_and_parse() -> None:
-    conf = bfd.render(ST)
+    conf = bfd.render(nodestate.from_spec(spec(bgp={
+        "holdTime": 9, "communities": [], "bfd": {"minRx": 300, "minTx": 300,
+                                                  "multiplier": 3}})))
     assert " peer 10.1.1.1 local-address 10.1.1.11" in conf and "detect-multiplier 3" in conf
     assert "exit" not in conf
     assert bfd.parse_peers('[{"peer": "10.1.1.1", "status": "up"}, '
@@ -251,3 +337,25 @@ def test_bfd_down_error_clears_when_bfd_recovers_under_an_established_session() 
     s.set_bfd("10.1.1.1", "up")  # a BGP error is not BFD's to clear
     assert s.snapshot()[0].last_error == reason_words("hold timer expired", md5=False,
                                                                 ever_connected=True)
+
+
+def test_the_node_state_watch_wakes_on_a_rename_and_on_removal(tmp_path: Path) -> None:
+    import threading
+
+    from speaker import statewatch
+
+    path = tmp_path / "n1.json"
+    path.write_text("a")
+    woke = threading.Event()
+    stop = threading.Event()
+    statewatch.watch(str(path), woke.set, stop, period=0.01)
+    try:
+        assert not woke.wait(0.1)  # nothing changed
+        (tmp_path / "new").write_text("a")
+        os.replace(tmp_path / "new", path)  # same bytes, a new inode: the controller's rename
+        assert woke.wait(2)
+        woke.clear()
+        path.unlink()
+        assert woke.wait(2)
+    finally:
+        stop.set()

@@ -188,7 +188,8 @@ def test_the_agent_refuses_a_datapath_the_kernel_cannot_run_before_changing_anyt
     (where / "nodes").mkdir()
     (where / "nodes" / f"{st.node}.json").write_text(json.dumps(doc))
     agent = Agent(Options(node=st.node, state_dir=str(where), run_dir=str(where / "run")),
-                  kernel=_Kernel(caps(False, True)))  # type: ignore[arg-type]
+                  kernel=_Kernel(caps(False, True)),  # type: ignore[arg-type]
+                  tcp_probe=lambda _: {})
     error = agent._load()
     assert error is not None
     assert "spec.srv6.datapath: kernel SRv6 datapath chosen, but this kernel cannot: " \
