@@ -28,6 +28,7 @@ from typing import Any
 
 from controller.inventory import Snapshot
 from controller.kube_publisher import KubePublisher, LedgerStore, ledger_path
+from controller.kube_services import KubeServices
 from controller.reconciler import DEFAULT_RELEASE_GRACE, CycleResult, Reconciler
 from flatroute import logging as flog
 from flatroute.errors import AdapterError, InvalidInput
@@ -177,6 +178,12 @@ class KubeController:
         self.nodestates = Reflector(api, NODESTATES, watch_timeout=watch_timeout,
                                     backoff=backoff or Backoff())
         self.ledger = LedgerStore(api, namespace)
+        #: set by the Service and EndpointSlice watches: an endpoint change is acted on at
+        #: once, not at the next poll
+        self.wake = threading.Event()
+        self.services = KubeServices(api, log=self.log, fence=self.elector.is_leader,
+                                     watch_timeout=watch_timeout, backoff=backoff,
+                                     on_change=self.wake.set)
         self.reconciler: Reconciler | None = None
         self.last_result: CycleResult | None = None
         self.cycles = 0
@@ -185,10 +192,12 @@ class KubeController:
     def start_watches(self) -> None:
         self.inventory.start()
         self.nodestates.start()
+        self.services.start()
 
     def stop_watches(self) -> None:
         self.inventory.stop()
         self.nodestates.stop()
+        self.services.stop()
 
     # -- one term of leadership ---------------------------------------------------------------
     def _begin_term(self) -> Reconciler:
@@ -199,7 +208,8 @@ class KubeController:
                                   fabric=self.fabric, fence=self.elector.is_leader)
         self._status_written = None
         return Reconciler(self.inventory, publisher, self.state_dir,
-                          release_grace=self.release_grace, log=self.log)
+                          release_grace=self.release_grace, log=self.log,
+                          services=self.services)
 
     def cycle(self) -> CycleResult | None:
         """One reconcile (the caller holds the Lease); None when it could not run."""
@@ -279,17 +289,21 @@ class KubeController:
                     self.end_term()
                     stop.wait(poll)
                     continue
-                if not self.inventory.wait_synced(0) or not self.nodestates.synced.is_set():
-                    wait_synced([*self.inventory.reflectors, self.nodestates],
-                                min(poll, sync_timeout))
+                watched = [*self.inventory.reflectors, self.nodestates,
+                           *self.services.reflectors]
+                if not wait_synced(watched, 0):
+                    wait_synced(watched, min(poll, sync_timeout))
                     continue
-                if self.reconciler is None or self.inventory.changed() or \
-                        time.monotonic() >= due:
-                    if self.reconciler is not None and stop.wait(settle):
+                fabric_changed = self.inventory.changed()
+                if self.reconciler is None or fabric_changed or \
+                        self.services.changed() or time.monotonic() >= due:
+                    # a fabric edit settles; an endpoint change goes through at once
+                    if self.reconciler is not None and fabric_changed and stop.wait(settle):
                         break
+                    self.wake.clear()
                     self.cycle()
                     due = time.monotonic() + interval
-                stop.wait(poll)
+                self.wake.wait(poll)
         finally:
             self.end_term()
             self.stop_watches()

@@ -20,6 +20,7 @@ from typing import Any
 from controller.inventory import Inventory
 from controller.publisher import Publisher, PublishResult
 from controller.record import Record, save_record
+from controller.services import ServiceSource, StaticServices
 from controller.states import StateBuilder, tombstones
 from flatroute import gcpause
 from flatroute.errors import InvalidInput
@@ -65,6 +66,7 @@ class Reconciler:
         release_grace: float = DEFAULT_RELEASE_GRACE,
         clock: Callable[[], float] = time.time,
         log: Any = None,
+        services: ServiceSource | None = None,
     ) -> None:
         self.inventory = inventory
         self.publisher = publisher
@@ -78,6 +80,8 @@ class Reconciler:
         self._ledger_saved = False  # the file on disk may be older than its format: rewrite once
         self.plan: Plan | None = None
         self.states = StateBuilder()
+        self.services = services if services is not None else StaticServices(
+            self.state_dir, log=self.log)
         self.record = Record(release_grace_seconds=release_grace)
         self._logged_error: tuple[str, ...] | None = None
         self._logged_problems: frozenset[str] = frozenset()
@@ -122,7 +126,10 @@ class Reconciler:
         held = tuple(n.name for n in result.nodes if n.name in named or n.rack in named)
         self._log_problems(problems)
         t1 = time.perf_counter()
-        docs = self.states.build(result, skip=held)
+        # Service addresses are saved before a document announcing them is published.
+        service_routes, service_problems = self.services.cycle(snap.fabric)
+        problems = (*problems, *(Problem(p.key, p.message) for p in service_problems))
+        docs = self.states.build(result, skip=held, services=service_routes)
         self._where.update((n.name, (n.site, n.rack)) for n in result.nodes)
         # A node that left is published as a tombstone while its allocations are reserved:
         # its speaker withdraws at once; a missing document would mean "unknown" to it.

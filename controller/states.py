@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Collection, Hashable
+from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 from typing import Any
@@ -44,6 +44,7 @@ from flatroute.nodestate import (
 )
 from flatroute.plan.alloc import v6_text
 from flatroute.plan.model import Ledger, NodePlan, Plan, Segment, SitePlan
+from flatroute.plan.services import ServiceRoute
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +124,11 @@ class StateBuilder:
         #: how many documents the last build actually rendered (the rest were reused)
         self.rendered = 0
 
-    def build(self, plan: Plan, skip: Collection[str] = ()) -> dict[str, Rendered]:
-        """Rendered states of every planned node except those in `skip`, in plan order."""
+    def build(self, plan: Plan, skip: Collection[str] = (),
+              services: Mapping[str, tuple[ServiceRoute, ...]] | None = None
+              ) -> dict[str, Rendered]:
+        """Rendered states of every planned node except those in `skip`, in plan order,
+        each with its service routes from `services`."""
         sites: dict[str, _SiteRoutes] = {}
         for sp in plan.sites:
             prev = self._sites.get(sp.name)
@@ -146,10 +150,14 @@ class StateBuilder:
             if node_plan.name in skip:
                 continue
             site = sites[node_plan.site]
-            key: tuple[object, ...] = (common, node_plan, site)
+            routes = (services or {}).get(node_plan.name, ())
+            key: tuple[object, ...] = (common, node_plan, site, routes)
             cached = self._nodes.get(node_plan.name)
             if cached is not None and cached[0] == key:
                 rendered = cached[1]
+            elif routes:
+                rendered = _render_direct(bare, node_plan, site, routes)
+                self.rendered += 1
             else:
                 rendered = self._render(bare, node_plan, site)
                 self.rendered += 1
@@ -177,6 +185,20 @@ class StateBuilder:
                           separators=(",", ":"))
         text = f"{head[:-1]},\"spec\":{compact}}}\n"
         return Rendered(node.name, node.site, node.rack, text, generation)
+
+
+def _render_direct(bare: Plan, node: NodePlan, site: _SiteRoutes,
+                   services: tuple[ServiceRoute, ...]) -> Rendered:
+    """A node with service routes, the direct way (`to_json(from_plan(...))`): few nodes
+    carry them, and their routes change with endpoints rather than with the fabric."""
+    spec = spec_doc(from_plan(bare, node, services))
+    spec["srv6"]["routes"] = routes_doc(site.segments)
+    compact = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    generation = hashlib.sha256(compact.encode()).hexdigest()[:16]
+    doc = {"apiVersion": API_VERSION, "generation": generation, "kind": KIND,
+           "metadata": {"name": node.name}, "spec": spec}
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
+    return Rendered(node.name, node.site, node.rack, text, generation)
 
 
 def _site_routes(sp: SitePlan) -> _SiteRoutes:

@@ -118,6 +118,8 @@ def gather(state_dir: str | Path) -> dict[str, Any]:
         "nodes": nodes,
         "sites": [sites[k] for k in sorted(sites)],
         "unknownReports": sorted(set(reports) - {n["name"] for n in nodes}),
+        "services": _load(root / "services-status.json") if (
+            root / "services-status.json").exists() else None,
     }
 
 
@@ -179,11 +181,40 @@ def render(view: dict[str, Any]) -> str:
                           [[k, str(_dict(v).get("retiredAt")), str(_dict(v).get("releaseAt")),
                             "published" if _dict(v).get("tombstone") else "-"]
                            for k, v in sorted(retired.items())]))
+    out += _services_lines(_dict(view.get("services")))
     if view["unknownReports"]:
         out.append("")
         out.append("speaker reports without a published state: "
                    + ", ".join(view["unknownReports"]))
     return "\n".join(out) + "\n"
+
+
+def _services_lines(svc: dict[str, Any]) -> list[str]:
+    """Pools with their use, allocations and who announces them (static mode)."""
+    if not svc:
+        return []
+    out = [""]
+    out.extend(_table(["POOL", "PREFIXES", "USED", "SIZE", "SCOPE"], [
+        [str(p.get("name")), " ".join(map(str, _list(p.get("prefixes")))), str(p.get("used")),
+         str(p.get("size")), " ".join(map(str, [*_list(p.get("sites")),
+                                                *_list(p.get("racks"))])) or "everywhere"]
+        for p in _list(svc.get("pools")) if isinstance(p, dict)]))
+    announcers = _dict(svc.get("announcers"))
+    rows = []
+    for key, a in sorted(_dict(svc.get("allocations")).items()):
+        addrs = _list(_dict(a).get("addresses"))
+        who = sorted({n for addr in addrs for k, ns in announcers.items()
+                      if k.startswith(f"{key} {addr}/") for n in _list(ns)})
+        rows.append([key, str(_dict(a).get("pool")), " ".join(map(str, addrs)),
+                     ", ".join(who) or "-"])
+    if rows:
+        out.append("")
+        out.extend(_table(["SERVICE", "POOL", "ADDRESSES", "ANNOUNCED BY"], rows))
+    for p in _list(svc.get("problems")):
+        if isinstance(p, dict):
+            out.append(f"service problem: {p.get('service')}: {p.get('reason')}: "
+                       f"{p.get('message')}")
+    return out
 
 
 def render_json(view: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from fakekube import errors
+from fakekube import errors, services
 from fakekube.errors import bad_request
 from fakekube.objects import (
     Obj,
@@ -185,6 +185,8 @@ class Store:
             if rt.key == NAMESPACE_KEY:
                 obj["spec"] = {"finalizers": ["kubernetes"]}
                 obj["status"] = {"phase": "Active"}
+            if rt.key == services.SERVICE_KEY:
+                services.prepare_create(obj, self._objects[rt.key].values())
             prepare(rt, obj, self.types)
             if dry_run:
                 return self.render(rt, obj)

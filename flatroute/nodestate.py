@@ -39,7 +39,9 @@ from flatroute.fabric.model import (
 )
 from flatroute.fabric.naming import ifname
 from flatroute.fabric.reader import Reader
+from flatroute.fabric.services import Source
 from flatroute.plan.model import USID_DECAPS, Behavior, Family, NodePlan, Plan, Prefix, Segment, Sid
+from flatroute.plan.services import ServiceRoute
 
 API_VERSION = "flatroute.dev/v1"
 KIND = "NodeState"
@@ -99,6 +101,9 @@ class NodeState:
     encap_routes: tuple[EncapRoute, ...]
     #: auto | kernel | bpf: the SRv6 datapath asked for (auto: chosen by the node's probe)
     srv6_datapath: str = SRV6_DATAPATH
+    #: the node's Service routes (host routes inside the service pools, the ClusterIP
+    #: aggregate), each with its reason; announced beside `announce`, withdrawn first
+    services: tuple[ServiceRoute, ...] = ()
 
     @property
     def announce(self) -> tuple[Prefix, ...]:
@@ -127,7 +132,8 @@ class NodeState:
 
 
 # -- from a plan -------------------------------------------------------------------------------
-def from_plan(plan: Plan, node: NodePlan) -> NodeState:
+def from_plan(plan: Plan, node: NodePlan,
+              services: tuple[ServiceRoute, ...] = ()) -> NodeState:
     site = plan.site(node.site)
     b = plan.bgp
     return NodeState(
@@ -144,6 +150,7 @@ def from_plan(plan: Plan, node: NodePlan) -> NodeState:
         local_sids=node.sids,
         encap_routes=site.segments,
         srv6_datapath=node.srv6_datapath,
+        services=services,
     )
 
 
@@ -161,6 +168,18 @@ def _md5_doc(ref: SecretRef | None) -> dict[str, Any] | None:
 
 
 def spec_doc(st: NodeState) -> dict[str, Any]:
+    doc = _spec_doc(st)
+    if st.services:  # absent when empty: documents of fabrics without services stay as they were
+        doc["services"] = services_doc(st.services)
+    return doc
+
+
+def services_doc(routes: Iterable[ServiceRoute]) -> list[dict[str, Any]]:
+    return [{"prefix": str(r.prefix), "service": r.service, "source": r.source.value,
+             "reason": r.reason, "communities": list(r.communities)} for r in routes]
+
+
+def _spec_doc(st: NodeState) -> dict[str, Any]:
     b = st.bgp
     return {
         "node": st.node, "fabric": st.fabric, "site": st.site, "rack": st.rack,
@@ -291,6 +310,8 @@ class _NodeStateReader:
         if node is None or asn is None or rid is None or bgp is None or srv6 is None:
             return None
         enabled, mode, datapath, locator, sids, routes = srv6
+        services = tuple(sr for sp, item in r.items(m.get("services"), f"{p}.services")
+                         if (sr := self._service(item, sp)) is not None)
         return NodeState(
             node=node, fabric=r.get(m, "fabric", p, text) or "",
             site=r.get(m, "site", p, text) or "", rack=r.get(m, "rack", p, text) or "",
@@ -299,6 +320,7 @@ class _NodeStateReader:
             ipv4_blocks=b4, ipv6_blocks=b6, mtu=self._int(m, "mtu", p, 1280, 9216, POD_MTU),
             srv6_enabled=enabled, encap_mode=mode, locator=locator,
             local_sids=sids, encap_routes=routes, srv6_datapath=datapath,
+            services=services,
         )
 
     def _int(self, m: dict[str, Any] | None, key: str, path: str, lo: int, hi: int,
@@ -393,6 +415,18 @@ class _NodeStateReader:
         return (bool(r.get(m, "enabled", p, r.boolean, default=False)),
                 mode or ENCAP_MODE.value, datapath or SRV6_DATAPATH,
                 r.get(m, "locator", p, r.net6), sids, routes)
+
+    def _service(self, raw: Any, p: str) -> ServiceRoute | None:
+        r = self.r
+        m = r.mapping(raw, p, None)
+        prefix = cast("Prefix | None", r.get(m, "prefix", p, self._net, required=True))
+        service = r.get(m, "service", p, r.string, required=True)
+        source = r.get(m, "source", p, r.choice([x.value for x in Source]), required=True)
+        reason = r.get(m, "reason", p, _text) or ""
+        comms = r.get(m, "communities", p, r.net_list(r.string)) or ()
+        if prefix is None or service is None or source is None:
+            return None
+        return ServiceRoute(prefix, service, Source(source), reason, comms)
 
     def _sid(self, raw: Any, p: str) -> LocalSid | None:
         r = self.r

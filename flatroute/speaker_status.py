@@ -24,9 +24,12 @@ Controllers import `parse()`; it needs the standard library only.
       "skipped": [{"what": "SID fcbb::44 (End.DT4)", "reason": "missing kernel feature: vrf"}],
       "missingKernelFeatures": ["vrf: ..."],
       "exabgp": {"running": true, "starts": 1, "lastExit": null},
-      "removed": null                           or, once its tombstone is read:
+      "removed": null,                          or, once its tombstone is read:
                  {"at": "...", "reason": "not in the fabric", "state": "leaving" | "left",
-                  "why": "notified" | "deadline" | "nothing applied" | null}
+                  "why": "notified" | "deadline" | "nothing applied" | null},
+      "services": [{"prefix": "198.51.100.2/32", "service": "default/web",   only when the
+                    "source": "LoadBalancer", "reason": "Local: 1 ready ...",  node has any
+                    "communities": ["65200:100"], "announcedTo": ["10.0.51.1"]}]
     }
 
 Session states: idle (not started), connect (TCP up, no OPEN yet), established, down.
@@ -100,6 +103,8 @@ class SpeakerStatus:
     bpf: dict[str, Any] | None = None
     #: the node was removed from the fabric (its tombstone): see the module docstring
     removed: dict[str, Any] | None = None
+    #: the node's service routes: prefix, service, source, reason, communities, announcedTo
+    services: tuple[dict[str, Any], ...] = ()
 
     def is_stale(self, now: float | None = None) -> bool:
         return (now or time.time()) - parse_iso(self.updated_at) > STALE_AFTER
@@ -121,6 +126,8 @@ class SpeakerStatus:
             "srv6Datapath": self.datapath, "capabilities": dict(self.capabilities),
             "bpf": self.bpf, "removed": self.removed,
         }
+        if self.services:
+            doc["services"] = [dict(x) for x in self.services]
         return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
 
@@ -152,6 +159,7 @@ def parse(text: str, source: str = "<status>") -> SpeakerStatus:
             datapath=doc.get("srv6Datapath"), capabilities=dict(doc.get("capabilities") or {}),
             bpf=dict(doc["bpf"]) if isinstance(doc.get("bpf"), dict) else None,
             removed=dict(doc["removed"]) if isinstance(doc.get("removed"), dict) else None,
+            services=tuple(dict(x) for x in doc.get("services") or () if isinstance(x, dict)),
         )
     except StatusError:
         raise
@@ -205,6 +213,10 @@ def render_text(st: SpeakerStatus, now: float | None = None) -> str:
                      f"{s.lastError or ''}")
     lines.append("")
     lines.append("announced: " + (", ".join(st.announced) or "nothing"))
+    for sv in st.services:
+        to = ", ".join(sv.get("announcedTo") or ()) or "NOT announced"
+        lines.append(f"service {sv.get('prefix')} {sv.get('service')} ({sv.get('source')}): "
+                     f"{sv.get('reason')} -> {to}")
     lines.append("installed: " + ", ".join(f"{k} {v}" for k, v in sorted(st.installed.items())))
     for sk in st.skipped:
         lines.append(f"not installed: {sk['what']}: {sk['reason']}")

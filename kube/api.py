@@ -42,6 +42,14 @@ class Resource:
 NODES = Resource("", "v1", "nodes", "Node", False)
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap", True)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
+SERVICES = Resource("", "v1", "services", "Service", True)
+ENDPOINTSLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True)
+EVENTS = Resource("", "v1", "events", "Event", True)
+#: `namespace=ALL_NAMESPACES` lists and watches a namespaced built-in across every namespace
+ALL_NAMESPACES = "*"
+_BUILTIN_GROUPS = ("", "coordination.k8s.io", "discovery.k8s.io")
+_KINDS = {"nodes": "node", "configmaps": "config_map", "leases": "lease",
+          "services": "service", "endpointslices": "endpoint_slice", "events": "event"}
 
 
 class KubeError(AdapterError):
@@ -148,6 +156,7 @@ class KubeApi:
         self._core = client.CoreV1Api(api_client)
         self._coord = client.CoordinationV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._discovery = client.DiscoveryV1Api(api_client)
 
     # -- plumbing -----------------------------------------------------------------------------
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
@@ -163,9 +172,10 @@ class KubeApi:
             raise KubeError(0, "BadResponse", f"undecodable response: {exc}") from exc
         return doc if isinstance(doc, dict) else {}
 
-    def _fn(self, res: Resource, verb: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    def _fn(self, res: Resource, verb: str, namespace: str | None = None
+            ) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         """The client method for `verb` on `res`, and the leading arguments it needs."""
-        if res.group not in ("", "coordination.k8s.io"):
+        if res.group not in _BUILTIN_GROUPS:
             scope = "namespaced" if res.namespaced else "cluster"
             name = {"list": f"list_{scope}_custom_object", "get": f"get_{scope}_custom_object",
                     "create": f"create_{scope}_custom_object",
@@ -174,8 +184,11 @@ class KubeApi:
                     "patch_status": f"patch_{scope}_custom_object_status",
                     "delete": f"delete_{scope}_custom_object"}[verb]
             return getattr(self._custom, name), (res.group, res.version)
-        api = self._coord if res.group else self._core
-        kind = {"nodes": "node", "configmaps": "config_map", "leases": "lease"}[res.plural]
+        api = {"": self._core, "coordination.k8s.io": self._coord,
+               "discovery.k8s.io": self._discovery}[res.group]
+        kind = _KINDS[res.plural]
+        if verb == "list" and res.namespaced and namespace == ALL_NAMESPACES:
+            return getattr(api, f"list_{kind}_for_all_namespaces"), ()
         scope = "namespaced_" if res.namespaced else ""
         verb_name = {"get": "read", "patch_status": "patch"}.get(verb, verb)
         suffix = "_status" if verb == "patch_status" else ""
@@ -195,7 +208,7 @@ class KubeApi:
                 out.append(name)
             return out
         out = [] if name is None else [name]
-        if res.namespaced:
+        if res.namespaced and namespace != ALL_NAMESPACES:
             out.append(namespace or "default")
         return out
 
@@ -204,7 +217,7 @@ class KubeApi:
              label_selector: str | None = None,
              field_selector: str | None = None) -> tuple[list[Obj], str]:
         """Every matching object and the list's resourceVersion (to watch from)."""
-        fn, lead = self._fn(res, "list")
+        fn, lead = self._fn(res, "list", namespace)
         kw: dict[str, Any] = {}
         if label_selector:
             kw["label_selector"] = label_selector
@@ -220,7 +233,7 @@ class KubeApi:
               timeout_seconds: int = 300) -> WatchStream:
         """Open a watch from `resource_version` with bookmarks; the server ends it after
         `timeout_seconds` (the client gives up reading 30 s later)."""
-        fn, lead = self._fn(res, "list")
+        fn, lead = self._fn(res, "list", namespace)
         kw: dict[str, Any] = {"watch": True, "allow_watch_bookmarks": True,
                               "resource_version": resource_version,
                               "timeout_seconds": timeout_seconds,

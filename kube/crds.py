@@ -190,6 +190,7 @@ def fabric_config_spec() -> S:
                                                                    _router(False), 256)}),
         "sites": _list("the sites (racks come from RackPeering objects)", site, 64,
                        minItems=1),
+        "services": _services_schema(),
         "nodeDiscovery": _obj("how Kubernetes Nodes become fabric nodes", {
             "rackLabel": _str("Node label naming the rack (default "
                               "topology.kubernetes.io/zone)", maxLength=317),
@@ -201,6 +202,31 @@ def fabric_config_spec() -> S:
                                   maxLength=1024),
         }),
     }, ["asn", "sites"])
+
+
+def _services_schema() -> S:
+    comm = _list("standard communities", _str("ASN:value", pattern=r"^\d{1,5}:\d{1,5}$"), 32)
+    comms = _obj("communities per source", {"loadBalancer": comm, "externalIP": comm,
+                                            "clusterIP": comm})
+    pool = _obj("addresses Services may get (LoadBalancer) or carry (ExternalIP)", {
+        "name": NAME, "ipv4": NETS, "ipv6": NETS,
+        "sites": _list("only nodes of these sites announce (default: all)", NAME, 64),
+        "racks": _list("only nodes of these racks announce", NAME, 1000),
+        "communities": comms,
+        "autoAssign": _bool("hand addresses out to Services naming no pool (default true)"),
+        "serviceSelector": _obj("Services whose labels match get this pool", {
+            "matchLabels": {"type": "object", "additionalProperties": {"type": "string"},
+                            "description": "labels a Service must carry"}}),
+    }, ["name"])
+    return _obj("Service IPs over BGP (docs/services.md); Services are API objects here", {
+        "loadBalancerClass": _str("spec.loadBalancerClass of our Services (default "
+                                  "flatroute.dev/bgp)", maxLength=317),
+        "default": _bool("Services of type LoadBalancer without a class are ours too"),
+        "communities": comms,
+        "clusterIPs": _obj("the ClusterIP range, announced as one aggregate",
+                           {"ipv4": PREFIX, "ipv6": PREFIX}),
+        "pools": _list("LoadBalancer pools", pool, 256),
+    })
 
 
 def fabric_config_status() -> S:
@@ -278,9 +304,22 @@ def node_state_spec() -> S:
                 "target": _str("node or prefix owner"), "policy": _str("policy name")},
                 ["prefix", "segments"]), 100000),
         }),
+        "services": _list("service routes this node announces (absent: none)",
+                          _service_route(), 100000),
     }, ["node"], rules=[("has(self.removed) || (has(self.asn) && has(self.routerId))",
                          "a NodeState needs asn and routerId, unless it is a tombstone "
                          "(removed)")])
+
+
+def _service_route(announced_to: bool = False) -> S:
+    props: dict[str, S] = {
+        "prefix": PREFIX, "service": _str("namespace/name, or ClusterIP range", maxLength=317),
+        "source": _str("", enum=["LoadBalancer", "ExternalIP", "ClusterIP"]),
+        "reason": _str("why this node announces it", maxLength=1024),
+        "communities": _list("communities", _str(""), 32)}
+    if announced_to:
+        props["announcedTo"] = _list("peers it is sent to", _str("", maxLength=45), 16)
+    return _obj("a service route", props, ["prefix", "service", "source"])
 
 
 def node_state_status() -> S:
@@ -298,6 +337,8 @@ def node_state_status() -> S:
         }, ["peer", "state"]), 16),
         "announced": _list("prefixes announced to the ToRs", PREFIX, 64),
         "announcedCount": _int("len(announced)", 0),
+        "services": _list("service routes: the service, why, and to whom they are sent",
+                          _service_route(announced_to=True), 100000),
         "installed": _obj("what the speaker holds in the kernel (route protocol 70)", {
             "learned": _int("routes learned from the ToRs", 0),
             "encap": _int("seg6 encapsulation routes", 0),

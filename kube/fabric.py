@@ -48,7 +48,7 @@ UPLINKS_ANNOTATION = "flatroute.dev/uplinks"
 DATAPATH_ANNOTATION = "flatroute.dev/srv6-datapath"
 
 Obj = Mapping[str, Any]
-_CONFIG_KEYS = ("asn", "bgp", "pods", "srv6", "wan", "sites")
+_CONFIG_KEYS = ("asn", "bgp", "pods", "srv6", "wan", "sites", "services")
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,6 +158,8 @@ class NodeStatus:
     #: the capability probe: (check, ok, reason)
     capabilities: tuple[tuple[str, bool, str], ...] = ()
     extra_conditions: tuple[Condition, ...] = field(default=())
+    #: service routes: prefix, service, source, reason, communities, announcedTo
+    services: tuple[Mapping[str, Any], ...] = ()
 
     def conditions(self) -> list[Condition]:
         up = sum(1 for s in self.sessions if s.established)
@@ -202,6 +204,8 @@ class NodeStatus:
             "missingFeatures": sorted(self.missing_features),
             "lastError": self.last_error or "",
         }
+        if self.services:
+            doc["services"] = [dict(x) for x in self.services]
         if self.datapath:
             doc["srv6Datapath"] = self.datapath
         if self.capabilities:

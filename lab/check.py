@@ -236,6 +236,9 @@ def run_tests(state: LabState, topo: Topology, say: Say) -> Report:
     report = Report()
     sessions(topo, state.dir, report, say)
     matrix(state, topo, report, say)
+    from lab import service_check
+
+    service_check.run(state, topo, report.check, say)
     if report.failures:
         say("")
         say("Failures:")

@@ -126,6 +126,12 @@ def _build(state: LabState, fabric_path: Path, pods_per_node: int, say: Say) -> 
         srv6.wait_paths(topo, the_plan, state.dir)
     if url is not None:
         _wait_nodestates(url, [n.name for n in the_plan.nodes])
+    if fabric.services.static and url is None:
+        from lab import services
+
+        say(f"services: {len(fabric.services.static)} static services, kube-proxy's part "
+            "played by nftables rules on each node, an external client behind the spine")
+        services.start(state, topo, fabric)
 
 
 def _controller(state: LabState, fabric: Fabric, copy: Path, say: Say) -> tuple[str | None, Plan]:

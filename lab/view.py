@@ -97,10 +97,26 @@ def status(state: LabState) -> list[str]:
             lines.append(f"      {ln.strip()}")
     if state.kubernetes and state.api_url:
         lines += _nodestates(state.api_url)
+    lines += _services(topo, lab)
     lines.append("PODS")
     for p in state.pods:
         lines.append(f"  {p.name:<16} on {p.node:<10} {p.ipv4 or '-':<16} {p.ipv6 or '-'}")
     return lines
+
+
+def _services(topo: Topology, lab: Path) -> list[str]:
+    """Which node announces which service, and why (from the speakers' status)."""
+    rows: list[str] = []
+    for n in topo.nodes:
+        try:
+            st = read_status(str(lab / "state" / "status" / f"{n.name}.json"))
+        except StatusError:
+            continue
+        for sv in st.services:
+            sent = "announced" if sv.get("announcedTo") else "NOT announced"
+            rows.append(f"  {sv.get('prefix')!s:<22} {sv.get('service')!s:<18} {n.name:<10} "
+                        f"{sent:<13} {sv.get('reason')}")
+    return ["SERVICES (prefix, service, node, state, why)", *sorted(rows)] if rows else []
 
 
 def exec_argv(state: LabState, name: str, cmd: list[str]) -> list[str]:

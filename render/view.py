@@ -15,6 +15,7 @@ Roles and sessions (who meets whom, and on which interface, is the fabric's wiri
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from ipaddress import (
@@ -31,6 +32,7 @@ from flatroute.fabric.model import BgpOptions, Fabric, Router, Site
 from flatroute.fabric.naming import SERVERS_INTERFACE
 from flatroute.fabric.wiring import Role, WiredRouter, wire
 from flatroute.plan.model import Behavior, Family, Plan, Prefix, sid_of
+from render import services
 
 #: racks with more nodes than this get a peer group (shared settings, per-node ASN and filters)
 PEER_GROUP_THRESHOLD = 8
@@ -259,6 +261,8 @@ class _Builder:
         v4 = [_pool_rule(p, f.pods.ipv4_block_size) for p in site.ipv4_pools]
         v6 = [_pool_rule(p, f.pods.ipv6_block_size) for p in site.ipv6_pools]
         v6 += self._site_locators(site)
+        v4 += [Rule(*e) for e in services.site_rules(f, site_name, 4)]
+        v6 += [Rule(*e) for e in services.site_rules(f, site_name, 6)]
         fabric6 = list(v6)
         for other in f.sites:
             if other.name != site_name:
@@ -323,11 +327,14 @@ class _Builder:
             acc4 = acc6 = None
             if Family.IPV4 in fams:
                 acc4 = node_list_name(node.name, 4)
-                lists.append(PrefixList(acc4, 4, tuple(Rule(b) for b in node.ipv4_blocks)))
+                svc4 = [Rule(*e) for e in services.node_rules(f, node.name, 4)]
+                lists.append(PrefixList(acc4, 4, (*(Rule(b) for b in node.ipv4_blocks),
+                                                  *svc4)))
             v6 = [*node.ipv6_blocks, *([node.locator] if node.locator else [])]
             if Family.IPV6 in fams:
                 acc6 = node_list_name(node.name, 6)
-                lists.append(PrefixList(acc6, 6, tuple(Rule(b) for b in v6)))
+                svc6 = [Rule(*e) for e in services.node_rules(f, node.name, 6)]
+                lists.append(PrefixList(acc6, 6, (*(Rule(b) for b in v6), *svc6)))
             for pp in peers:
                 unnumbered = pp.address is None
                 iface = self.w.port(tor.name, node.name) if unnumbered else None
@@ -343,7 +350,12 @@ class _Builder:
             lists += self._wan_lists(site_name)
         aggregates = (self._aggregate(site),) if (
             f.wan_routers and not site.spines) else ()
-        return self._view(me, sessions, lists, aggregates)
+        mine = {s.node for s in sessions}
+        view = self._view(me, sessions, lists, aggregates)
+        sized = services.max_prefixes(f, (n for n in self.p.nodes if n.name in mine))
+        if sized == view.bgp.max_prefixes:
+            return view
+        return dataclasses.replace(view, bgp=dataclasses.replace(view.bgp, max_prefixes=sized))
 
     def _spine(self, me: WiredRouter) -> RouterView:
         f = self.f

@@ -45,6 +45,7 @@ from speaker import (
     linkwatch,
     node_settings,
     report,
+    services,
     statewatch,
     uplinks,
 )
@@ -188,16 +189,30 @@ class Agent:
         self.trigger.set()
 
     def stop(self) -> None:
-        """Planned stop: no NOTIFICATION, kernel routes stay, the ToR keeps ours as stale.
-        A removed node (its tombstone published) first finishes leaving the fabric."""
+        """Planned stop: service routes withdrawn first (acknowledged); then no NOTIFICATION,
+        kernel routes stay, the ToR keeps the pod blocks as stale (graceful restart). A
+        removed node (its tombstone published) first finishes leaving the fabric."""
         with contextlib.suppress(Exception):
             self._load()  # a tombstone published just now still counts
             if self.removal is not None:
                 self.leaver.finish(self.reconcile_once, self.trigger)
+        if self.removal is None:
+            self._withdraw_services()
         self.session.close()
         self.log.info("speaker_stopped", kernel_routes="kept", bgp="graceful restart")
         with contextlib.suppress(Exception):
             self.write_status()
+
+    def _withdraw_services(self) -> None:
+        d = self.resolved
+        keep = services.withdraw_first(self.session.applied, d.state) if d else None
+        if d is None or keep is None or not self.session.connected():
+            return
+        try:
+            self.session.set(d.state, keep, md5=d.md5)
+            self.log.info("service_routes_withdrawn", reason="speaker stopping")
+        except FlatrouteError as exc:
+            self.log.error("service_routes_withdraw_failed", error=str(exc))
 
     def drained(self) -> bool:
         return os.path.exists(self.opts.drain_flag)
@@ -287,7 +302,10 @@ class Agent:
         self.sessions.configure({str(p.address): (p.name, d.md5 is not None) for p in st.peers},
                                 st.asn)
         try:
-            self.session.set(st, announce.desired(st, drained=self.drained()), md5=d.md5)
+            # Drained: the service routes are withdrawn (and acknowledged) before the rest.
+            for want in services.steps(st, announce.desired(st, drained=self.drained()),
+                                       drained=self.drained(), applied=self.session.applied):
+                self.session.set(st, want, md5=d.md5)
         except FlatrouteError as exc:
             errors.append(str(exc))
         errors += self._bfd(st)
@@ -393,6 +411,9 @@ class Agent:
                                            now, self.metrics, self.opts.node)
         self.metrics.exabgp_starts.labels(self.opts.node).set(self.session.starts)
         announced = tuple(sorted({a.prefix for a in self.session.applied}))
+        svc = services.report(self.resolved.state, self.session.applied) \
+            if self.resolved is not None else ()
+        self.metrics.set_service_routes(svc)
         feats: tuple[str, ...] = ()
         caps: dict[str, Any] = {}
         with contextlib.suppress(Exception):
@@ -409,7 +430,7 @@ class Agent:
             skipped=tuple(self.report.skipped), missing_kernel_features=feats,
             exabgp={"running": self.session.alive(), "starts": self.session.starts,
                     "lastExit": self.session.last_exit},
-            datapath=self.datapath, capabilities=caps, bpf=self.bpf.report,
+            datapath=self.datapath, capabilities=caps, bpf=self.bpf.report, services=svc,
             removed=farewell.status_doc(self.removal, self.leaver.progress),
         )
 

@@ -76,7 +76,7 @@ class Bridge:
             # the resource lists feature names ("vrf"); the speaker's sentence says why
             missing_features=tuple(f.split(":", 1)[0].strip()[:64]
                                    for f in st.missing_kernel_features),
-            last_error=error or st.last_error, datapath=st.datapath,
+            last_error=error or st.last_error, datapath=st.datapath, services=st.services,
             capabilities=tuple((str(c.get("name")), bool(c.get("ok")),
                                 str(c.get("reason") or "")[:1024])
                                for c in st.capabilities.get("checks") or ()

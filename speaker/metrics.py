@@ -54,5 +54,19 @@ class Metrics:
                                  "sl_mismatch, too_big, fib_fail)", ["node", "counter"],
                                  registry=self.registry)
 
+        self.service_routes = Gauge("flatroute_speaker_service_route",
+                                    "1 for each service route announced (to any ToR), by "
+                                    "service, source and reason",
+                                    ["node", "prefix", "service", "source", "reason"],
+                                    registry=self.registry)
+
+    def set_service_routes(self, rows: tuple[dict[str, object], ...]) -> None:
+        """Exactly the service routes of `rows` that are announced, and no stale series."""
+        self.service_routes.clear()
+        for r in rows:
+            if r["announcedTo"]:
+                self.service_routes.labels(self.node, r["prefix"], r["service"], r["source"],
+                                           r["reason"]).set(1)
+
     def serve(self, port: int, addr: str = "") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

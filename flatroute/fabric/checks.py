@@ -22,6 +22,7 @@ from flatroute.fabric.model import (
 )
 from flatroute.fabric.parse import NO_ID, Net
 from flatroute.fabric.reader import Reader
+from flatroute.fabric.service_checks import check_services
 from flatroute.fabric.usid import check_usid, policy_containers
 
 #: every router with its field path and its role (wan, spine or tor)
@@ -48,6 +49,7 @@ def check_fabric(f: Fabric, r: Reader) -> None:
     _check_srv6(f, r)
     if f.srv6.enabled or not f.srv6.usid:
         check_usid(f, r, routers)
+    check_services(f, r)
 
 
 def _check_router_asns(f: Fabric, r: Reader, routers: Routers) -> None:

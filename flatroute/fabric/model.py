@@ -17,6 +17,8 @@ from ipaddress import (
     IPv6Network,
 )
 
+from flatroute.fabric.services import Services
+
 API_VERSION = "flatroute.dev/v1"
 KIND = "Fabric"
 
@@ -307,6 +309,8 @@ class Fabric:
     sites: tuple[Site, ...]
     nodes: tuple[Node, ...]
     source: str = "<fabric>"
+    #: spec.services: Service address pools, communities, static services
+    services: Services = field(default_factory=Services)
 
     # Lookups are cheap enough to compute on demand; the model stays a plain value.
     def site(self, name: str) -> Site:

@@ -61,11 +61,12 @@ from flatroute.fabric.model import (
     Uplink,
 )
 from flatroute.fabric.reader import Reader
+from flatroute.fabric.services import read_services
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: the router-id of a router whose routerId is bad: the cross-checks skip it
 NO_ID = ipaddress.IPv4Address(0)
-_SPEC_KEYS = {"asn", "bgp", "pods", "srv6", "wan", "sites", "nodes"}
+_SPEC_KEYS = {"asn", "bgp", "pods", "srv6", "wan", "sites", "nodes", "services"}
 
 
 class FabricParser:
@@ -114,7 +115,8 @@ class FabricParser:
         )
         if asn is None:
             asn = AsnScheme(AsnMode.CLUSTER, cluster_asn=0)
-        return Fabric(name, asn, bgp, pods, srv6, wan, sites, nodes, self.r.source)
+        services = read_services(self.r, spec.get("services"))
+        return Fabric(name, asn, bgp, pods, srv6, wan, sites, nodes, self.r.source, services)
 
     def _asn(self, raw: Any) -> AsnScheme | None:
         r, p = self.r, "spec.asn"

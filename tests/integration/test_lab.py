@@ -50,6 +50,7 @@ class Lab:
         self.fabric = str(EXAMPLES / fabric)
         self.pods = pods
         self.datapath = datapath
+        self.up_output = ""
         doc = yaml.safe_load((EXAMPLES / fabric).read_text())
         if "srv6" in doc["spec"]:
             self._write(doc)
@@ -81,7 +82,9 @@ class Lab:
                          **kw)  # type: ignore[arg-type]
 
     def up(self) -> subprocess.CompletedProcess[str]:
-        return self.run("up", self.fabric, "--pods", str(self.pods))
+        r = self.run("up", self.fabric, "--pods", str(self.pods))
+        self.up_output = r.stdout
+        return r
 
     def exec(self, name: str, *cmd: str) -> subprocess.CompletedProcess[str]:
         return self.run("exec", name, "--", *cmd)

@@ -38,7 +38,7 @@ def _frr_files(tmp: Path, fabric: Any, sonic: bool = True, **kw: Any) -> list[Pa
 
 
 @pytest.mark.parametrize("example", ["single-rack", "leaf-spine", "two-site", "two-site-usid",
-                                     "big-rack"])
+                                     "services", "big-rack"])
 def test_every_rendered_frr_config_passes_bgpd_zebra_and_bfdd(example: str,
                                                                tmp_path: Path) -> None:
     need_root()

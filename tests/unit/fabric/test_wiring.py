@@ -37,13 +37,21 @@ def _cables(w: Wiring) -> list[tuple[LinkKind, str, str]]:
 
 def test_every_example_is_covered() -> None:
     assert {p.stem for p in EXAMPLES.glob("*.yaml")} == {
-        "leaf-spine", "single-rack", "two-site", "two-site-usid", "unnumbered"}
+        "leaf-spine", "services", "single-rack", "two-site", "two-site-usid", "unnumbered"}
 
 
 def test_two_site_usid_joins_each_tor_to_both_wan_routers() -> None:
     w = _wiring("two-site-usid")
     assert _cables(w)[:4] == [(K.TOR_WAN, "tk-r1-a", "wan1"), (K.TOR_WAN, "tk-r1-a", "wan2"),
                               (K.TOR_WAN, "os-r1-a", "wan1"), (K.TOR_WAN, "os-r1-a", "wan2")]
+
+
+
+def test_services_one_rack_under_a_spine() -> None:
+    w = _wiring("services")
+    assert [(r.name, r.role) for r in w.routers] == [("sv-tor", Role.TOR),
+                                                     ("sv-spine", Role.SPINE)]
+    assert (K.SERVER, "sv-n1", "sv-tor") in _cables(w)
 
 
 def test_single_rack() -> None:
